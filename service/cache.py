@@ -131,7 +131,7 @@ class RedisCache:
             self.errors += 1
             log.warning("redis cache read failed: %s", e)
             return [None] * len(keys)
-        return [decode(b) if b is not None else None for b in blobs]
+        return [decode(b.encode() if isinstance(b, str) else b) if b is not None else None for b in blobs]
 
     async def put_many(self, entries: dict[str, dict[str, Verdict]]) -> None:
         if not entries:

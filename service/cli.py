@@ -104,8 +104,9 @@ async def _score_file(args: argparse.Namespace) -> int:
         nonlocal kept
         items = [item for _, item, _ in batch if item is not None]
         request = ScoreRequest(items=items, weights=weights, options=args.options or {})
-        results = iter(await scorer.score(request)) if items else iter(())
+        results = iter((await scorer.score(request)).results if items else [])
         for row, item, error in batch:
+            result: dict[str, Any]
             if item is None:
                 result = {
                     "id": row.get("id"),

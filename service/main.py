@@ -12,6 +12,7 @@ from service.config import Settings, get_settings
 from service.metrics import Metrics
 from service.middleware import BearerAuth, BodySizeLimit, RequestMetrics
 from service.routes import health, score
+from service.routes.docs import install_docs
 from service.scoring import Scorer
 
 log = logging.getLogger("referee")
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "score", "description": "Rewards for completions."},
             {"name": "health", "description": "Probes and metrics."},
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(health.router)
     app.include_router(score.router)
+    install_docs(app)
     # Outermost first: metrics see every answer, auth runs before the body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(

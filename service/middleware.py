@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -19,8 +20,8 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 async def _send_json(
-    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()
-) -> None:  # type: ignore[assignment]
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     payload = orjson.dumps(body)
     await send(
         {
@@ -60,7 +61,7 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLarge(BaseException):  # BaseException: FastAPI must not turn it into a 400
     pass
 
 

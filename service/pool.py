@@ -63,18 +63,27 @@ def _worker_main(conn: Connection, memory_mb: int, preload: Sequence[str]) -> No
         loader = getattr(importlib.import_module(name), "load_builtin", None)
         if callable(loader):
             loader()
-    conn.send(_READY)
+    try:
+        conn.send(_READY)
+    except (BrokenPipeError, OSError):  # the pool closed while this worker was starting
+        return
     while True:
         try:
             fn, arg = conn.recv()
         except (EOFError, OSError):
             return
         try:
-            conn.send(("ok", fn(arg)))
+            reply: tuple[str, Any] = ("ok", fn(arg))
         except MemoryError:
-            conn.send(("error", "the verifier exceeded its memory limit"))
+            reply = ("error", "the verifier exceeded its memory limit")
         except BaseException as e:  # noqa: BLE001 - report, never die silently
-            conn.send(("error", f"{type(e).__name__}: {e}"[:2000]))
+            reply = ("error", f"{type(e).__name__}: {e}"[:2000])
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+        except Exception as e:  # noqa: BLE001 - e.g. an unpicklable result
+            conn.send(("error", f"could not return the result: {type(e).__name__}: {e}"[:2000]))
 
 
 class _Worker:
@@ -140,6 +149,15 @@ class ProcessPool:
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         self._runners = [asyncio.create_task(self._runner(i)) for i in range(self.size)]
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> bool:
+        """Wait until every worker is up (start-up imports take a second or two)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._ready < self.size:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def close(self) -> None:
         self._closed = True

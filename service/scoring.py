@@ -23,7 +23,7 @@ from service.metrics import Metrics
 from service.pool import PoolResult, ProcessPool, default_pool_size
 from service.schemas import Components, ItemResult, ScoreItem, ScoreRequest, ScoreResponse
 from verifiers.registry import UnknownVerifierError
-from verifiers.types import Component, Status, Verdict, VerifierInputError
+from verifiers.types import COMPONENTS, Component, Status, Verdict, VerifierInputError
 
 log = logging.getLogger("referee.scoring")
 
@@ -85,6 +85,8 @@ class Scorer:
             preload=("verifiers", *settings.plugins),
         )
         await pool.start()
+        if not await pool.wait_ready():
+            log.warning("pool workers are still starting; items will wait for them")
         metrics.bind_pool(lambda: pool.queue_depth, lambda: pool.busy, lambda: pool.restarts)
         sandbox, sandbox_error = open_sandbox(settings)
         cache = make_cache(settings.redis_url, settings.cache_size, settings.cache_ttl_s)
@@ -340,8 +342,10 @@ def _weights(
     for source in (request.weights, item.weights):
         if source is None:
             continue
-        for name, value in source.model_dump(exclude_none=True).items():
-            weights[name] = float(value)
+        given = source.model_dump(exclude_none=True)
+        for component in COMPONENTS:
+            if component in given:
+                weights[component] = float(given[component])
     return weights
 
 
@@ -367,9 +371,10 @@ def combine(p: PreparedItem, verdicts: dict[str, Verdict], *, elapsed_ms: float,
     """Weighted sum of the components that apply; the primary verifier's status is the item's."""
     assert p.task is not None
     primary_component = next(c.component for c in p.task.checks if c.verifier == p.primary)
-    scores: dict[str, float | None] = dict.fromkeys(("accuracy", "format", "language"))
-    for component, verdict in verdicts.items():
-        scores[component] = verdict.score
+    scores: dict[Component, float | None] = dict.fromkeys(COMPONENTS)
+    for component in COMPONENTS:
+        if component in verdicts:
+            scores[component] = verdicts[component].score
     primary = verdicts[primary_component]
     status: Status = primary.status
     failures = [v for v in verdicts.values() if v.status in ("timeout", "invalid", "sandbox_error")]
@@ -380,7 +385,7 @@ def combine(p: PreparedItem, verdicts: dict[str, Verdict], *, elapsed_ms: float,
         status = "format_error"
         if scores["accuracy"] is not None:
             scores["accuracy"] = 0.0
-    reward = sum(p.weights[c] * s for c, s in scores.items() if s is not None)  # type: ignore[index]
+    reward = sum((p.weights[c] * s for c, s in scores.items() if s is not None), 0.0)
     if status in ("timeout", "invalid", "sandbox_error"):
         reward = 0.0
     extracted = primary.extracted if primary.extracted is not None else (fmt.extracted if fmt else None)
