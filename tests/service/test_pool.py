@@ -7,8 +7,8 @@ import os
 import time
 
 import pytest
-import referee_test_plugins  # registers the test verifiers in this process
 
+import referee_test_plugins  # registers the test verifiers in this process
 from service.item_task import Check, ItemTask, run_item_task
 from service.pool import ProcessPool
 
