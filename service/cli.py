@@ -27,6 +27,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=None, help="uvicorn worker processes (default 1)")
     serve.add_argument("--log-level", default="info")
 
+    worker = sub.add_parser(
+        "sandbox-worker", help="run code jobs from the Redis stream (scaled-out sandboxes)"
+    )
+    worker.add_argument("--redis-url", default=None, help="default: REFEREE_REDIS_URL")
+    worker.add_argument(
+        "--backend", default="bwrap", help="local backend that runs the programs (bwrap, docker)"
+    )
+    worker.add_argument("--concurrency", type=int, default=0, help="jobs at once (default: one per core)")
+    worker.add_argument(
+        "--claim-idle-s", type=float, default=60.0, help="reclaim jobs idle this long (dead worker)"
+    )
+
     for name, help_text in (
         ("score", "score a JSONL file offline through the same code path as POST /score"),
         ("filter", "rejection sampling: keep the rows whose reward reaches --min-reward"),
@@ -47,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "sandbox-worker":
+        return _sandbox_worker(args)
     return asyncio.run(_score_file(args))
 
 
@@ -66,6 +80,30 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
     )
+    return 0
+
+
+def _sandbox_worker(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from sandbox import make_runner
+    from sandbox.redis_stream import StreamWorker
+    from service.pool import default_pool_size
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    url = args.redis_url or Settings().redis_url
+    if not url:
+        sys.stderr.write("referee sandbox-worker: set --redis-url or REFEREE_REDIS_URL\n")
+        return 2
+    concurrency = args.concurrency or default_pool_size()
+    runner = make_runner(args.backend, workers=concurrency)
+    worker = StreamWorker(url, runner, concurrency=concurrency, claim_idle_s=args.claim_idle_s)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        worker.serve_forever()
+    finally:
+        runner.close()
     return 0
 
 

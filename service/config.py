@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SandboxBackend = Literal["bwrap", "docker", "unsafe-local", "none"]
+SandboxBackend = Literal["bwrap", "docker", "unsafe-local", "redis", "none"]
 
 
 class Settings(BaseSettings):
@@ -50,7 +50,11 @@ class Settings(BaseSettings):
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="Time to live of Redis cache entries.")
 
     sandbox_backend: SandboxBackend = Field(
-        "bwrap", description="Where code runs: bwrap, docker, unsafe-local (development only) or none."
+        "bwrap",
+        description=(
+            "Where code runs: bwrap, docker, unsafe-local (development only), redis (remote sandbox workers "
+            "reading a Redis stream at REFEREE_REDIS_URL) or none."
+        ),
     )
     sandbox_workers: int = Field(0, ge=0, description="Concurrent sandboxed programs; 0 = one per CPU core.")
 

@@ -268,6 +268,15 @@ def open_sandbox(settings: Settings) -> tuple[Any, str | None]:
     """The configured sandbox runner, or (None, why) — code items then get ``sandbox_error``."""
     if settings.sandbox_backend == "none":
         return None, "code execution is disabled (REFEREE_SANDBOX_BACKEND=none)"
+    if settings.sandbox_backend == "redis":
+        if not settings.redis_url:
+            return None, "REFEREE_SANDBOX_BACKEND=redis needs REFEREE_REDIS_URL"
+        from sandbox.redis_stream import RedisStreamRunner
+
+        try:
+            return RedisStreamRunner(settings.redis_url), None
+        except Exception as e:  # noqa: BLE001
+            return None, f"the sandbox job queue at REFEREE_REDIS_URL is unreachable: {e}"
     try:
         from sandbox import make_runner  # type: ignore[attr-defined]
     except ImportError as e:
