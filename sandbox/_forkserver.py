@@ -1,3 +1,5 @@
+# mypy: ignore-errors
+# (runs inside the sandbox as a script under Debian's python3; checked by tests, not by mypy)
 """The warm fork server that runs *inside* a bubblewrap sandbox as its pid 1.
 
 Stdlib only: the host passes this file's text to ``python3 -I -S -c``. Being pid 1 of the sandbox's
@@ -119,7 +121,7 @@ def _run_python(path, argv):
             rc = code & 0xFF
         else:
             try:
-                print(code, file=sys.stderr)
+                sys.stderr.write(str(code) + "\n")
             except Exception:
                 pass
             rc = 1
@@ -173,7 +175,7 @@ def _child(req, fds):
         os.execve(req["argv"][0], req["argv"], dict(os.environ))
     except BaseException as e:
         try:
-            os.write(2, ("referee-sandbox: cannot start program: %r\n" % (e,)).encode())
+            os.write(2, f"referee-sandbox: cannot start program: {e!r}\n".encode())
         except BaseException:
             pass
         os._exit(127)

@@ -26,7 +26,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sandbox import seccomp
@@ -172,7 +172,7 @@ class WarmSandbox:
         if host_uid is not None:
             ids = {"user": host_uid, "group": host_uid, "extra_groups": []}
         try:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # type: ignore[call-overload]
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -262,28 +262,27 @@ class WarmSandbox:
             os.close(out_r)
             os.close(err_r)
         wall = time.monotonic() - t0
-        common = {"stdout": bytes(got.stdout), "stderr": bytes(got.stderr), "wall_s": wall}
+        base = StepOutcome(kind="exited", stdout=bytes(got.stdout), stderr=bytes(got.stderr), wall_s=wall)
         if got.overflow:
             self.kill()
-            return StepOutcome(kind="output_limit", message="output cap reached; run killed", **common)
+            return replace(base, kind="output_limit", message="output cap reached; run killed")
         if got.control is None:
             self.kill()
             if got.control_eof:
-                return StepOutcome(kind="sandbox_error", message="sandbox died during the run", **common)
-            return StepOutcome(kind="timeout", message="wall time limit reached; run killed", **common)
+                return replace(base, kind="sandbox_error", message="sandbox died during the run")
+            return replace(base, kind="timeout", message="wall time limit reached; run killed")
         res = json.loads(got.control)
         if got.deadline_hit or not res.get("clean", False):
             # Pipes held open past the result, or leftovers the server could not remove: never reuse.
             self.kill()
         elif self.runs >= self.cfg.recycle_after and req.final:
             self.kill()
-        return StepOutcome(
-            kind="exited",
+        return replace(
+            base,
             exit_code=res.get("exit"),
             signal_no=res.get("signal"),
             cpu_s=float(res.get("cpu_s") or 0.0),
             peak_mb=round(float(res.get("maxrss_kb") or 0) / 1024.0, 2),
-            **common,
         )
 
 
