@@ -89,6 +89,12 @@ def _sealed_memfd(name: str, data: bytes) -> int:
     return ro
 
 
+def _pack_files(files: dict[str, bytes]) -> bytes:
+    """Files for the fork server's child: u32 header length, JSON [[name, size], ...], raw bytes."""
+    header = json.dumps([[name, len(data)] for name, data in files.items()]).encode()
+    return b"".join([len(header).to_bytes(4, "little"), header, *files.values()])
+
+
 def _bind_args() -> list[str]:
     """Read-only binds of the runtime only: /usr, and /bin, /lib* as links (merged /usr) or binds."""
     args = ["--ro-bind", "/usr", "/usr"]
@@ -236,10 +242,7 @@ class WarmSandbox:
             stdin_fd = _sealed_memfd("stdin", req.stdin)
             send_fds.insert(0, stdin_fd)
             if req.files is not None:
-                payload = json.dumps(
-                    {k: __import__("base64").b64encode(v).decode() for k, v in req.files.items()}
-                ).encode()
-                send_fds.insert(0, _sealed_memfd("payload", payload))
+                send_fds.insert(0, _sealed_memfd("payload", _pack_files(req.files)))
             msg = {
                 "setup": req.files is not None,
                 "final": req.final,
@@ -272,6 +275,7 @@ class WarmSandbox:
                 return replace(base, kind="sandbox_error", message="sandbox died during the run")
             return replace(base, kind="timeout", message="wall time limit reached; run killed")
         res = json.loads(got.control)
+        self.last_server_ms = res.get("ms")
         if got.deadline_hit or not res.get("clean", False):
             # Pipes held open past the result, or leftovers the server could not remove: never reuse.
             self.kill()
