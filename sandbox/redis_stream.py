@@ -71,7 +71,7 @@ class RedisStreamRunner:
     name = "redis-stream"
 
     def __init__(self, url: str, *, queue_wait_s: float = 60.0, stream: str = STREAM) -> None:
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5.0)
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5.0, socket_timeout=None)
         self.queue_wait_s = queue_wait_s
         self.stream = stream
         self._redis.ping()
@@ -118,7 +118,7 @@ class StreamWorker:
         stream: str = STREAM,
         name: str | None = None,
     ) -> None:
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5.0)
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5.0, socket_timeout=None)
         self.runner = runner
         self.concurrency = max(1, concurrency)
         self.claim_idle_ms = int(claim_idle_s * 1000)
