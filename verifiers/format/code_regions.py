@@ -37,6 +37,7 @@ def scan_code(text: str) -> tuple[list[tuple[int, int]], bool]:
     dead_inline: set[tuple[int, int]] = set()
     i = 0
     n_runs = len(runs)
+    line_end = -1
     while i < n_runs:
         start, end = runs[i]
         length = end - start
@@ -50,9 +51,10 @@ def scan_code(text: str) -> tuple[list[tuple[int, int]], bool]:
             spans.append((start, runs[j][1]))
             i = j + 1
             continue
-        line_end = text.find("\n", end)
-        if line_end == -1:
-            line_end = len(text)
+        if line_end < end:  # only search for the next newline once per line: keeps the scan linear
+            line_end = text.find("\n", end)
+            if line_end == -1:
+                line_end = len(text)
         if (line_end, length) in dead_inline:
             i += 1
             continue
