@@ -30,4 +30,5 @@ def load_builtin() -> None:
 # One line per verifier module; each registers itself on import.
 _BUILTIN_MODULES: tuple[str, ...] = (
     "verifiers.format",
+    "verifiers.language",
 )
