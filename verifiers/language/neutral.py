@@ -24,6 +24,7 @@ _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]++@[A-Za-z0-9-]++(?:\
 _MARKUP = re.compile(r"</?[A-Za-z][\w:-]{0,40}\s*/?>|<\|[^|\n]{0,64}\|>")
 # Dotted names (np.array, os.path.join) and calls (sqrt(2), print(x)): program text, not words.
 _DOTTED = re.compile(r"(?<![\w.])[A-Za-z_][A-Za-z0-9_]*+(?:\.[A-Za-z_][A-Za-z0-9_]*+)++")
+_CALL_WITH_ARGS = re.compile(r"(?<![\w.])[A-Za-z_][A-Za-z0-9_.]*+\([^()\n]{0,200}\)")
 _CALL = re.compile(r"(?<![\w.])[A-Za-z_][A-Za-z0-9_]*+(?=\()")
 
 _PAIRED = (("\\(", "\\)"), ("\\[", "\\]"))
@@ -42,7 +43,7 @@ def blank_non_language(text: str) -> str:
     for opening, closing in _PAIRED:
         text = _blank_paired(text, opening, closing)
     text = _INLINE_DOLLARS.sub(" ", text)
-    for pattern in (_URL, _EMAIL, _MARKUP, _LATEX_COMMAND, _DOTTED, _CALL):
+    for pattern in (_URL, _EMAIL, _MARKUP, _LATEX_COMMAND, _CALL_WITH_ARGS, _DOTTED, _CALL):
         text = pattern.sub(" ", text)
     return text
 
