@@ -253,7 +253,7 @@ def test_long_adversarial_inputs_are_fast(adversarial: str) -> None:
     for config in (STRICT, LENIENT, FormatConfig(tag_count=True), COLD):
         verify_format(adversarial, None, config)
     extract_answer_block(adversarial)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 5.0  # linear: ~0.3 s; quadratic would take minutes
 
 
 @pytest.mark.parametrize(

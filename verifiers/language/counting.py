@@ -5,10 +5,13 @@ per space-separated word, Hangul included (Korean puts spaces between words). Th
 run between spaces, a phrase rather than a word; it only matters when Thai is mixed with others.
 
 Han is Chinese, unless the text is Japanese: a sentence with kana is Japanese, and a sentence of
-Han alone is Japanese when kana make up at least a fifth of the whole text's Han and kana.
+Han alone is Japanese when kana make up at least a fifth of the whole text's Han and kana and the
+sentence holds none of the Chinese markers (的, 了, 们, 这, 是, ...).
 Words of a script several supported languages share are settled per sentence by the profiles
-(or by ``langdetect`` when that backend is chosen); a sentence with too little evidence takes the
-verdict of the whole text, and a text with none stays undecided among that script's languages.
+(or by ``langdetect`` when that backend is chosen). The whole text's shares of votes are added to
+each sentence's votes with the weight of one function word, so a short sentence with little
+evidence follows the text around it; a text with no evidence at all stays undecided among that
+script's languages (a label like ``en/es/fr``, which counts for each of them).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from verifiers.language.neutral import blank_non_language
-from verifiers.language.profiles import decide, load_profiles, score_words
+from verifiers.language.profiles import MIN_EVIDENCE, decide, load_profiles, score_words
 from verifiers.language.scripts import SCRIPT_LANGUAGES, script_of
 
 _HAN = r"\u3005\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
@@ -38,8 +41,16 @@ _NOTATION = frozenset(
     "sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln lg exp lim sup inf gcd lcm "
     "mod det dim ker deg sgn arg max min mm cm km kg mg ml mol hz kb mb gb kmh mph".split()
 )
-# A sentence of Han without kana is Japanese when kana are at least this share of Han + kana.
+# A sentence of Han without kana is Japanese when kana are at least this share of Han + kana
+# in the whole text, unless it holds a Chinese marker: function words and simplified forms that
+# Japanese prose does not use, so Chinese sentences in a Japanese text stay Chinese.
 _JAPANESE_KANA_SHARE = 0.2
+_CHINESE_MARKERS = re.compile(
+    "[的了们這这个個那么麼吗嗎呢吧是我你他她它说說为為对對还還没沒里裡时時会會过過样樣从從让讓给給把被该該种種觉覺边邊就都也很再]"
+)
+
+# Weight of the whole text's language shares when deciding one sentence (see _with_prior).
+PRIOR_WEIGHT = 1.0
 
 # Segment-level language decider for a backend: (script, words, segment text) -> languages.
 Decider = Callable[[str, list[str], str], tuple[str, ...]]
@@ -50,6 +61,7 @@ class _Segment:
     text: str
     han: int = 0
     kana: int = 0
+    chinese_marker: bool = False
     # script → countable words (lower-cased) of that script in this sentence
     words: dict[str, list[str]] = field(default_factory=dict)
 
@@ -87,12 +99,13 @@ def count_languages(text: str, decider: Decider | None = None) -> LanguageCounts
     han_total = sum(s.han for s in segments)
     kana_total = sum(s.kana for s in segments)
     japanese_text = kana_total > 0 and kana_total >= _JAPANESE_KANA_SHARE * (han_total + kana_total)
-    fallback = _whole_text_decisions(segments) if decider is None else {}
+    prior = _whole_text_shares(segments) if decider is None else {}
     for segment in segments:
         if segment.kana:
             units["ja"] += segment.kana + segment.han
         elif segment.han:
-            units["ja" if japanese_text else "zh"] += segment.han
+            japanese = japanese_text and not segment.chinese_marker
+            units["ja" if japanese else "zh"] += segment.han
         for script, words in segment.words.items():
             candidates = SCRIPT_LANGUAGES.get(script)
             if not candidates:
@@ -104,19 +117,33 @@ def count_languages(text: str, decider: Decider | None = None) -> LanguageCounts
             if decider is not None:
                 decided = decider(script, words, segment.text)
             else:
-                decided = decide(score_words(script, words))
-                if len(decided) != 1:
-                    decided = fallback.get(script, ()) or decided
+                decided = decide(_with_prior(score_words(script, words), prior.get(script, {})))
             units["/".join(decided or candidates)] += len(words)
     return LanguageCounts(units=dict(units), neutral=neutral)
 
 
-def _whole_text_decisions(segments: list[_Segment]) -> dict[str, tuple[str, ...]]:
+def _whole_text_shares(segments: list[_Segment]) -> dict[str, dict[str, float]]:
+    """Per shared script, each language's share of the whole text's votes (the prior)."""
     pooled: dict[str, list[str]] = {}
     for segment in segments:
         for script, words in segment.words.items():
             pooled.setdefault(script, []).extend(words)
-    return {script: decide(score_words(script, words)) for script, words in pooled.items()}
+    shares: dict[str, dict[str, float]] = {}
+    for script, words in pooled.items():
+        scores = score_words(script, words)
+        total = sum(scores.values())
+        if total >= MIN_EVIDENCE:
+            shares[script] = {lang: s / total for lang, s in scores.items()}
+    return shares
+
+
+def _with_prior(scores: dict[str, float], prior: dict[str, float]) -> dict[str, float]:
+    # The whole text's verdict weighs as much as one unambiguous word: a short sentence ("Also
+    # x = 3.") follows the text around it, a sentence with real evidence decides for itself.
+    combined = dict(scores)
+    for lang, share in prior.items():
+        combined[lang] = combined.get(lang, 0.0) + PRIOR_WEIGHT * share
+    return combined
 
 
 def _segments(blanked: str) -> tuple[list[_Segment], int]:
@@ -129,6 +156,7 @@ def _segments(blanked: str) -> tuple[list[_Segment], int]:
             token = match.group()
             if kind == "han":
                 segment.han += len(token)
+                segment.chinese_marker = segment.chinese_marker or bool(_CHINESE_MARKERS.search(token))
             elif kind == "kana":
                 segment.kana += len(token)
             else:
