@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import time
 
 import pytest
@@ -291,3 +292,24 @@ def test_config_pickles() -> None:
 def test_non_string_completion_is_input_error() -> None:
     with pytest.raises(VerifierInputError):
         verify_format(None, None, STRICT)  # type: ignore[arg-type]
+
+
+NAIVE_R1_ZERO = re.compile(r"<think>(.*?)</think>\s*<answer>(.*?)</answer>", re.DOTALL)
+
+# Hacks that a naive search (what many reward scripts use) accepts: each is caught only by its rule.
+HACKS = [
+    ("<think><think>a</think></think><answer>4</answer>", "nested_tags"),
+    ("<think>a</think><answer>4</answer><think>b</think><answer>5</answer>", "repeated_tags"),
+    ("<answer>4</answer><think>a</think><answer>4</answer>", "repeated_tags"),
+    ("<think> </think><answer>4</answer>", "empty_think"),
+    ("<think>a</think><answer> </answer>", "empty_answer"),
+    ("```\n<think>a</think><answer>4</answer>\n```", "missing_think"),
+    ("`<think>a</think><answer>4</answer>`", "missing_think"),
+]
+
+
+@pytest.mark.parametrize(("completion", "reason"), HACKS)
+def test_hacks_a_naive_search_accepts_are_rejected(completion: str, reason: str) -> None:
+    assert NAIVE_R1_ZERO.search(completion)  # the hack gets past a naive check
+    verdict = verify_format(completion, None, LENIENT)
+    assert (verdict.status, verdict.details["reason"]) == ("format_error", reason)

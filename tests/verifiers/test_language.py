@@ -263,3 +263,28 @@ def test_registration() -> None:
 def test_config_pickles() -> None:
     config = LanguageConfig(backend="langdetect", scope="completion", min_units=3)
     assert pickle.loads(pickle.dumps(config)) == config
+
+
+def test_blanking_is_what_makes_math_neutral(monkeypatch: pytest.MonkeyPatch) -> None:
+    import verifiers.language.counting as counting
+
+    assert verify_language(ZH_WITH_MATH, "zh", BUILTIN).score == 1.0
+    monkeypatch.setattr(counting, "blank_non_language", lambda text: text)
+    assert verify_language(ZH_WITH_MATH, "zh", BUILTIN).score < 0.8  # LaTeX, code, URL count as foreign
+
+
+# (chain of thought, target, expected) — how one sentence's evidence weighs against the whole text.
+PRIOR_CASES = [
+    # A short sentence with one ambiguous word ("also" is English and German) follows the text.
+    ("Zuerst berechnen wir die Summe. Also x = 3. Dann prüfen wir das Ergebnis.", "de", 1.0),
+    # A short sentence with clear evidence of its own keeps its language.
+    ("Zuerst berechnen wir die Summe. Then we check the answer. Dann prüfen wir das Ergebnis.", "de", 10 / 15),
+    # Nothing to go on anywhere: undecided among the script's languages, which counts for each.
+    ("Zürich Berlin Paris.", "de", 1.0),
+    ("Zürich Berlin Paris.", "fr", 1.0),
+]
+
+
+@pytest.mark.parametrize(("cot", "target", "expected"), PRIOR_CASES)
+def test_sentence_evidence_and_whole_text_prior(cot: str, target: str, expected: float) -> None:
+    assert verify_language(cot, target, BUILTIN).score == pytest.approx(expected)
