@@ -7,6 +7,9 @@ of an item is known; the units of a sentence (words, or Han/Kana characters) are
 the verifier's own tokenizer, which both backends share: what differs is only who names the
 language of each sentence.
 
+Two sets: "tuned" (the sentences the built-in profiles were adjusted against while developing)
+and "held-out" (written afterwards and never tuned on); trust the held-out figures.
+
 Rows:
   builtin              the default (script counting + our stop-word profiles)
   langdetect           the same verifier with backend="langdetect" (per sentence)
@@ -149,6 +152,75 @@ SHORT: dict[str, list[str]] = {
 }
 LATIN = ("en", "es", "fr", "de")
 
+# Held out: written after the profiles were tuned on the set above, and never tuned on.
+HELDOUT_SENTENCES: dict[str, list[str]] = {
+    "en": [
+        "The triangle has sides of length {m}, so it must be a right triangle.",
+        "I think the loop should stop as soon as the list becomes empty.",
+        "Let's try small values first and look for a pattern.",
+        "Because the function is increasing, its minimum is at the left endpoint.",
+        "This means the remainder when dividing by seven is always the same.",
+        "Actually, I made a mistake earlier when I copied the coefficient {m}.",
+    ],
+    "es": [
+        "El triángulo tiene lados de longitud {m}, así que debe ser un triángulo rectángulo.",
+        "Creo que el bucle debería terminar en cuanto la lista quede vacía.",
+        "Probemos primero con valores pequeños y busquemos un patrón.",
+        "Como la función es creciente, su mínimo está en el extremo izquierdo.",
+        "Esto significa que el resto al dividir entre siete es siempre el mismo.",
+        "En realidad, cometí un error antes al copiar el coeficiente {m}.",
+    ],
+    "fr": [
+        "Le triangle a des côtés de longueur {m}, donc c'est forcément un triangle rectangle.",
+        "Je pense que la boucle doit s'arrêter dès que la liste devient vide.",
+        "Essayons d'abord de petites valeurs et cherchons une régularité.",
+        "Comme la fonction est croissante, son minimum est atteint à la borne gauche.",
+        "Cela veut dire que le reste de la division par sept est toujours le même.",
+        "En fait, je me suis trompé tout à l'heure en recopiant le coefficient {m}.",
+    ],
+    "de": [
+        "Das Dreieck hat die Seitenlängen {m}, also muss es rechtwinklig sein.",
+        "Ich denke, die Schleife sollte aufhören, sobald die Liste leer ist.",
+        "Probieren wir zuerst kleine Werte aus und suchen ein Muster.",
+        "Weil die Funktion wächst, liegt ihr Minimum am linken Rand.",
+        "Das bedeutet, dass der Rest bei Division durch sieben immer derselbe ist.",
+        "Eigentlich habe ich vorhin beim Abschreiben des Koeffizienten {m} einen Fehler gemacht.",
+    ],
+    "ru": [
+        "У треугольника стороны длины {m}, значит, он прямоугольный.",
+        "Думаю, цикл должен остановиться, как только список станет пустым.",
+        "Попробуем сначала небольшие значения и поищем закономерность.",
+        "Поскольку функция возрастает, её минимум находится на левом конце.",
+        "Это означает, что остаток от деления на семь всегда один и тот же.",
+        "На самом деле я ошибся раньше, когда переписывал коэффициент {m}.",
+    ],
+    "zh": [
+        "这个三角形的边长是 {m}，所以它一定是直角三角形。",
+        "我觉得列表一旦变空，循环就应该停止。",
+        "我们先试一些小的数值，看看有没有规律。",
+        "因为函数是递增的，所以最小值在左端点取到。",
+        "这说明除以七的余数总是相同的。",
+        "其实我之前抄系数 {m} 的时候出错了。",
+    ],
+    "ja": [
+        "この三角形の辺の長さは {m} なので、直角三角形のはずです。",
+        "リストが空になったらすぐにループを止めるべきだと思います。",
+        "まず小さい値で試して、規則性を探してみましょう。",
+        "関数は増加しているので、最小値は左端でとります。",
+        "これは、七で割った余りがいつも同じだということです。",
+        "実は、さっき係数 {m} を写すときに間違えました。",
+    ],
+}
+HELDOUT_SHORT: dict[str, list[str]] = {
+    "en": ["Good.", "That's it.", "Let me recount.", "Not quite."],
+    "es": ["Listo.", "Eso es todo.", "Vuelvo a contar.", "No del todo."],
+    "fr": ["Parfait.", "C'est tout.", "Je recompte.", "Pas tout à fait."],
+    "de": ["Passt.", "Das war's.", "Ich zähle nochmal.", "Nicht ganz."],
+    "ru": ["Отлично.", "Вот и всё.", "Пересчитаю.", "Не совсем."],
+    "zh": ["好。", "就是这样。", "我再数一遍。", "不完全对。"],
+    "ja": ["よし。", "以上です。", "数え直します。", "少し違います。"],
+}
+
 PLAIN_MATH = ["x = 3", "n = 12", "a + b = 7", "k = 2"]
 LATEX_MATH = [
     "$\\frac{n(n-1)}{2} = 45$",
@@ -183,7 +255,13 @@ def _units(sentence: str) -> int:
     return count_languages(sentence).total
 
 
-def _build(rng: random.Random) -> list[Item]:
+def _build(
+    rng: random.Random,
+    pool: dict[str, list[str]] | None = None,
+    short_pool: dict[str, list[str]] | None = None,
+) -> list[Item]:
+    pool = SENTENCES if pool is None else pool
+    short = SHORT if short_pool is None else short_pool
     items: list[Item] = []
 
     def make(category: str, target: str, parts: list[tuple[str, str]], extras: list[str]) -> None:
@@ -208,7 +286,7 @@ def _build(rng: random.Random) -> list[Item]:
         )
 
     def sentences(lang: str, count: int, maths: list[str]) -> list[tuple[str, str]]:
-        picked = rng.sample(SENTENCES[lang], count)
+        picked = rng.sample(pool[lang], count)
         return [(lang, s.replace("{m}", rng.choice(maths))) for s in picked]
 
     for target in LANGUAGES:
@@ -231,7 +309,7 @@ def _build(rng: random.Random) -> list[Item]:
             make("mixed+math", target, parts, rng.sample(DISPLAY_MATH, 2))
         for _ in range(3):
             parts = sentences(target, 3, PLAIN_MATH) + [
-                (target, s.replace("{m}", rng.choice(PLAIN_MATH))) for s in rng.sample(SHORT[target], 4)
+                (target, s.replace("{m}", rng.choice(PLAIN_MATH))) for s in rng.sample(short[target], 4)
             ]
             rng.shuffle(parts)
             make("short-sentences", target, parts, [])
@@ -240,9 +318,9 @@ def _build(rng: random.Random) -> list[Item]:
                 other = rng.choice([lang for lang in LATIN if lang != target])
                 parts = (
                     sentences(target, 3, PLAIN_MATH)
-                    + [(target, rng.choice(SHORT[target]).replace("{m}", "x = 1"))]
+                    + [(target, rng.choice(short[target]).replace("{m}", "x = 1"))]
                     + [
-                        (other, rng.choice(SHORT[other]).replace("{m}", "x = 1")),
+                        (other, rng.choice(short[other]).replace("{m}", "x = 1")),
                         *sentences(other, 1, PLAIN_MATH),
                     ]
                 )
@@ -315,14 +393,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="passes over the set for timing")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    items = _build(random.Random(args.seed))
+    sets = {
+        "tuned": _build(random.Random(args.seed)),
+        "held-out": _build(random.Random(args.seed), HELDOUT_SENTENCES, HELDOUT_SHORT),
+    }
+    for set_name, items in sets.items():
+        _report(set_name, items, args.repeat)
+
+
+def _report(set_name: str, items: list[Item], repeat: int) -> None:
     categories = sorted({it.category for it in items})
-    print(f"labelled set: {len(items)} chains of thought, {len(LANGUAGES)} languages: {', '.join(LANGUAGES)}")
+    print(f"\n== {set_name} set: {len(items)} chains of thought in {', '.join(LANGUAGES)}")
     print("categories: " + ", ".join(f"{c}={sum(it.category == c for it in items)}" for c in categories))
     rows = [
-        _run("builtin", _verifier("builtin"), items, args.repeat),
-        _run("langdetect", _verifier("langdetect"), items, args.repeat),
-        _run("langdetect-naive", _naive_langdetect, items, args.repeat),
+        _run("builtin", _verifier("builtin"), items, repeat),
+        _run("langdetect", _verifier("langdetect"), items, repeat),
+        _run("langdetect-naive", _naive_langdetect, items, repeat),
     ]
     header = f"{'backend':<18}{'MAE':>7}{'<=0.05':>8}{'<=0.10':>8}{'items/s':>10}{'p50 ms':>9}  within 0.05 by category"
     print(header)
