@@ -278,7 +278,13 @@ PRIOR_CASES = [
     # A short sentence with one ambiguous word ("also" is English and German) follows the text.
     ("Zuerst berechnen wir die Summe. Also x = 3. Dann prüfen wir das Ergebnis.", "de", 1.0),
     # A short sentence with clear evidence of its own keeps its language.
-    ("Zuerst berechnen wir die Summe. Then we check the answer. Dann prüfen wir das Ergebnis.", "de", 10 / 15),
+    (
+        "Zuerst berechnen wir die Summe. Then we check the answer. Dann prüfen wir das Ergebnis.",
+        "de",
+        10 / 15,
+    ),
+    # Little evidence in the sentence, but more for German than the French text around it gives.
+    ("Comme la fonction est croissante, son minimum est atteint. Weil die Funktion wächst.", "fr", 9 / 13),
     # Nothing to go on anywhere: undecided among the script's languages, which counts for each.
     ("Zürich Berlin Paris.", "de", 1.0),
     ("Zürich Berlin Paris.", "fr", 1.0),

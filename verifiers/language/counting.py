@@ -117,7 +117,11 @@ def count_languages(text: str, decider: Decider | None = None) -> LanguageCounts
             if decider is not None:
                 decided = decider(script, words, segment.text)
             else:
-                decided = decide(_with_prior(score_words(script, words), prior.get(script, {})))
+                # With a prior, the text around already gave evidence: the sentence's best guess
+                # stands however little it adds. Without one, it needs evidence of its own.
+                script_prior = prior.get(script, {})
+                combined = _with_prior(score_words(script, words), script_prior)
+                decided = decide(combined, 0.0 if script_prior else MIN_EVIDENCE)
             units["/".join(decided or candidates)] += len(words)
     return LanguageCounts(units=dict(units), neutral=neutral)
 

@@ -67,12 +67,12 @@ def score_words(script: str, words: list[str]) -> dict[str, float]:
     return dict(scores)
 
 
-def decide(scores: dict[str, float]) -> tuple[str, ...]:
-    """The winning language(s): one when it leads with enough evidence, the tied ones on a tie,
-    and nothing when the evidence is too thin to say."""
+def decide(scores: dict[str, float], min_evidence: float = MIN_EVIDENCE) -> tuple[str, ...]:
+    """The winning language(s): one when it leads with at least ``min_evidence`` votes, the tied
+    ones on a tie, and nothing when the evidence is too thin to say."""
     if not scores:
         return ()
     best = max(scores.values())
-    if best < MIN_EVIDENCE:
+    if best <= 0.0 or best < min_evidence:
         return ()
     return tuple(sorted(lang for lang, s in scores.items() if s >= best - 1e-9))
