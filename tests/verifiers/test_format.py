@@ -7,6 +7,8 @@ import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import verifiers
 from verifiers.format import FormatConfig, blank_code, chain_of_thought, extract_answer_block, verify_format
@@ -313,3 +315,16 @@ def test_hacks_a_naive_search_accepts_are_rejected(completion: str, reason: str)
     assert NAIVE_R1_ZERO.search(completion)  # the hack gets past a naive check
     verdict = verify_format(completion, None, LENIENT)
     assert (verdict.status, verdict.details["reason"]) == ("format_error", reason)
+
+
+_PIECES = st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "`", "```", "\n", " ", "a"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=30).map("".join))
+def test_any_tag_soup_gets_a_verdict(completion: str) -> None:
+    for config in (STRICT, LENIENT, FormatConfig(tag_count=True)):
+        verdict = verify_format(completion, None, config)
+        assert verdict.status in ("ok", "format_error")
+        assert verdict.score is not None and 0.0 <= verdict.score <= 1.0
+        assert (verdict.status == "ok") == (verdict.score == 1.0)

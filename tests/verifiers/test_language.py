@@ -6,6 +6,8 @@ import pickle
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import verifiers
 from verifiers.language import (
@@ -294,3 +296,12 @@ PRIOR_CASES = [
 @pytest.mark.parametrize(("cot", "target", "expected"), PRIOR_CASES)
 def test_sentence_evidence_and_whole_text_prior(cot: str, target: str, expected: float) -> None:
     assert verify_language(cot, target, BUILTIN).score == pytest.approx(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_gets_a_share_or_none(text: str) -> None:
+    verdict = verify_language(text, "en", BUILTIN)
+    assert verdict.status == "ok"
+    assert verdict.score is None or 0.0 <= verdict.score <= 1.0
+    detect_target_language(text)
