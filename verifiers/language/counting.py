@@ -31,8 +31,7 @@ _KANA = r"\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff"
 _MARKS = r"\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0900-\u0963\u0966-\u0dff\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
 _TOKEN = re.compile(rf"(?P<han>[{_HAN}]+)|(?P<kana>[{_KANA}]+)|(?P<word>(?:[^\W{_HAN}{_KANA}]|[{_MARKS}])+)")
 _SENTENCE_END = re.compile(r"[.!?;:\n\u3002\uff01\uff1f\uff1b\uff1a\u0964\u0965\u061f\u06d4]+")
-_CAMEL = re.compile(r"[a-z][A-Z]")
-_DIGIT_OR_UNDERSCORE = re.compile(r"[\d_]")
+_IDENTIFIER_MARK = re.compile(r"[\d_]|[a-z][A-Z]")  # a digit, an underscore, or camelCase
 
 # Scripts whose one-letter words are variables (x, n, α), not words.
 _SINGLE_LETTER_NEUTRAL = frozenset({"Latin", "Greek"})
@@ -99,8 +98,9 @@ def count_languages(text: str, decider: Decider | None = None) -> LanguageCounts
     han_total = sum(s.han for s in segments)
     kana_total = sum(s.kana for s in segments)
     japanese_text = kana_total > 0 and kana_total >= _JAPANESE_KANA_SHARE * (han_total + kana_total)
-    prior = _whole_text_shares(segments) if decider is None else {}
-    for segment in segments:
+    votes = [{script: score_words(script, words) for script, words in s.words.items()} for s in segments]
+    prior = _whole_text_shares(votes) if decider is None else {}
+    for segment, segment_votes in zip(segments, votes, strict=True):
         if segment.kana:
             units["ja"] += segment.kana + segment.han
         elif segment.han:
@@ -120,24 +120,25 @@ def count_languages(text: str, decider: Decider | None = None) -> LanguageCounts
                 # With a prior, the text around already gave evidence: the sentence's best guess
                 # stands however little it adds. Without one, it needs evidence of its own.
                 script_prior = prior.get(script, {})
-                combined = _with_prior(score_words(script, words), script_prior)
+                combined = _with_prior(segment_votes[script], script_prior)
                 decided = decide(combined, 0.0 if script_prior else MIN_EVIDENCE)
             units["/".join(decided or candidates)] += len(words)
     return LanguageCounts(units=dict(units), neutral=neutral)
 
 
-def _whole_text_shares(segments: list[_Segment]) -> dict[str, dict[str, float]]:
+def _whole_text_shares(votes: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """Per shared script, each language's share of the whole text's votes (the prior)."""
-    pooled: dict[str, list[str]] = {}
-    for segment in segments:
-        for script, words in segment.words.items():
-            pooled.setdefault(script, []).extend(words)
+    pooled: dict[str, dict[str, float]] = {}
+    for segment_votes in votes:
+        for script, scores in segment_votes.items():
+            script_pool = pooled.setdefault(script, {})
+            for lang, vote in scores.items():
+                script_pool[lang] = script_pool.get(lang, 0.0) + vote
     shares: dict[str, dict[str, float]] = {}
-    for script, words in pooled.items():
-        scores = score_words(script, words)
-        total = sum(scores.values())
+    for script, totals in pooled.items():
+        total = sum(totals.values())
         if total >= MIN_EVIDENCE:
-            shares[script] = {lang: s / total for lang, s in scores.items()}
+            shares[script] = {lang: s / total for lang, s in totals.items()}
     return shares
 
 
@@ -175,6 +176,8 @@ def _segments(blanked: str) -> tuple[list[_Segment], int]:
 
 
 def _word_script(word: str) -> str | None:
+    if word.isascii():
+        return "Latin"  # letters, digits and _ only; digits and _ make it neutral anyway
     for char in word:
         script = script_of(char)
         if script is not None:
@@ -184,7 +187,7 @@ def _word_script(word: str) -> str | None:
 
 def _is_notation(word: str, script: str) -> bool:
     """Numbers, identifiers (digits, snake_case, camelCase), acronyms, variables, math names."""
-    if _DIGIT_OR_UNDERSCORE.search(word) or _CAMEL.search(word):
+    if _IDENTIFIER_MARK.search(word):
         return True
     if script in _SINGLE_LETTER_NEUTRAL and len(word) == 1:
         return True

@@ -31,12 +31,15 @@ _PAIRED = (("\\(", "\\)"), ("\\[", "\\]"))
 
 
 def blank_non_language(text: str) -> str:
-    """NFKC-normalise ``text`` and replace code, math and other non-language spans with spaces.
+    """NFC-normalise ``text`` and replace code, math and other non-language spans with spaces.
 
     >>> blank_non_language("所以 $x^2=4$，得 \\\\(x=2\\\\)")
-    '所以  ,得  '
+    '所以  ，得  '
     """
-    text = unicodedata.normalize("NFKC", text)
+    # NFC, not NFKC: it composes accents (é as one letter, which the profiles need) and is a
+    # no-op check on the usual already-composed text, where NFKC rewrites all CJK punctuation.
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
     text = blank_code(text)
     text = _blank_environments(text)
     text = _DISPLAY_DOLLARS.sub(" ", text)

@@ -54,17 +54,29 @@ def load_profiles() -> dict[str, ScriptProfiles]:
 
 def score_words(script: str, words: list[str]) -> dict[str, float]:
     """Votes per language for lower-cased ``words`` of one script; empty when no profile applies."""
-    profile = load_profiles().get(script)
-    if profile is None:
+    if script not in load_profiles():
         return {}
     scores: dict[str, float] = defaultdict(float)
     for word in words:
-        for lang, vote in profile.word_votes.get(word, ()):
+        for lang, vote in word_votes(script, word):
             scores[lang] += vote
+    return dict(scores)
+
+
+@lru_cache(maxsize=65536)
+def word_votes(script: str, word: str) -> tuple[tuple[str, float], ...]:
+    """The votes of one lower-cased word (its own, plus its marked letters); memoised."""
+    profile = load_profiles().get(script)
+    if profile is None:
+        return ()
+    votes: dict[str, float] = defaultdict(float)
+    for lang, vote in profile.word_votes.get(word, ()):
+        votes[lang] += vote
+    if not word.isascii():  # marked letters are never ASCII
         for char in word:
             for lang, vote in profile.char_votes.get(char, ()):
-                scores[lang] += vote
-    return dict(scores)
+                votes[lang] += vote
+    return tuple(votes.items())
 
 
 def decide(scores: dict[str, float], min_evidence: float = MIN_EVIDENCE) -> tuple[str, ...]:
