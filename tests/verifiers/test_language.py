@@ -79,6 +79,18 @@ SCORE_CASES = [
     ("<think>まず方程式を解きます。我们先算和。</think>", "zh", 5 / 15),  # ... counted as Chinese
     ("<think>먼저 방정식을 풉니다. 답을 확인합니다.</think>", "ko", 1.0),  # Korean, per word
     ("<think>Πρώτα βρίσκουμε το άθροισμα.</think>", "el", 1.0),  # Greek
+    ("<think>पहले हम योग निकालते हैं। फिर उत्तर की जाँच करते हैं।</think>", "hi", 1.0),  # Devanagari, vowel signs
+    ("<think>ก่อนอื่น เราหาผลรวม แล้วตรวจคำตอบ</think>", "th", 1.0),  # Thai, per run
+    ("<think>أولا نحسب المجموع. ثم نتحقق من الإجابة في هذه الخطوة.</think>", "ar", 1.0),  # Arabic
+    ("<think>أولا نحسب المجموع. ثم نتحقق من الإجابة في هذه الخطوة.</think>", "fa", 0.0),  # not Persian
+    ("<think>ابتدا مجموع را محاسبه می کنیم. سپس پاسخ را بررسی کنیم.</think>", "fa", 1.0),  # Persian
+    (
+        "<think>Najpierw obliczamy sumę. Potem sprawdzamy odpowiedź, czy jest dobra.</think>",
+        "pl",
+        1.0,
+    ),  # Polish
+    ("<think>Önce toplamı hesaplayalım. Sonra cevabı kontrol edelim.</think>", "tr", 1.0),  # Turkish
+    ("<think>Đầu tiên ta tính tổng. Sau đó kiểm tra kết quả.</think>", "vi", 1.0),  # Vietnamese
     # Scope: the think block only, unless asked otherwise.
     ("<think>我们先算和。</think><answer>The answer is five</answer>", "zh", 1.0),  # answer not judged
     ("我们先算和。</think>The answer is five", "zh", 1.0),  # think opened in the prompt
