@@ -1,6 +1,6 @@
 """A small statistical detector for languages that share a script (en/es/fr/de/..., ru/uk, ar/fa).
 
-The profiles in ``data/profiles.json`` are ours: for each language, frequent function words plus
+The profiles in ``profiles.json`` are ours: for each language, frequent function words plus
 the vocabulary of step-by-step reasoning ("therefore", "entonces", "donc", "daher"), and the
 letters with diacritics that mark it. A word votes for every language whose list holds it,
 split evenly among them, and each marked letter adds half a vote, split likewise. Scores add up,
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-_DATA = Path(__file__).with_name("data") / "profiles.json"
+# Beside this module, so that the package-data rule "*.json" ships it in the wheel.
+_DATA = Path(__file__).with_name("profiles.json")
 
 # One unambiguous function word is the least evidence we act on.
 MIN_EVIDENCE = 1.0
