@@ -31,12 +31,17 @@ SCRUB = ("/tmp", "/dev/shm")
 CTRL = socket.socket(fileno=int(sys.argv[1]))
 
 
-def _prctl_nodump():
-    # Non-dumpable: same-uid children cannot open /proc/1/mem, /proc/1/fd or ptrace us.
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except Exception:
-        pass
+try:
+    LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    LIBC = None
+
+
+def _set_dumpable(flag):
+    # The server is non-dumpable: same-uid children cannot open /proc/1/mem, /proc/1/fd or ptrace
+    # it. Its children are made dumpable again so a program can read its own /proc/self/*.
+    if LIBC is not None:
+        LIBC.prctl(4, flag, 0, 0, 0)  # PR_SET_DUMPABLE = 4
 
 
 def _send(obj):
@@ -161,6 +166,7 @@ def _run_python(path, argv):
 def _child(req, fds):
     try:
         os.setsid()
+        _set_dumpable(1)
         CTRL.close()
         if req.get("setup"):
             payload = fds.pop(0)
@@ -244,7 +250,7 @@ def _scrub():
 
 
 def main():
-    _prctl_nodump()
+    _set_dumpable(0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _scrub()
     os.makedirs(WORKDIR, exist_ok=True)

@@ -89,6 +89,16 @@ def _sealed_memfd(name: str, data: bytes) -> int:
     return ro
 
 
+def _only_child(pid: int) -> int | None:
+    """Host pid of the single child of ``pid`` (bwrap's namespace init), if it can be read."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
+    except OSError:
+        return None
+    return int(kids[0]) if len(kids) == 1 else None
+
+
 def _pack_files(files: dict[str, bytes]) -> bytes:
     """Files for the fork server's child: u32 header length, JSON [[name, size], ...], raw bytes."""
     header = json.dumps([[name, len(data)] for name, data in files.items()]).encode()
@@ -206,6 +216,7 @@ class WarmSandbox:
             raise SandboxUnavailable(f"bwrap sandbox did not start: {err or 'no message'}")
         info = json.loads(hello)
         self.server_pid_inside = info.get("pid")
+        self.init_host_pid = _only_child(self.proc.pid)
 
     def _stderr_tail(self) -> str:
         try:
@@ -217,14 +228,27 @@ class WarmSandbox:
     def kill(self) -> None:
         """End the whole sandbox: SIGKILL to the outer bwrap; the namespace's init dies with it."""
         self.dead = True
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            log.error("bwrap pid %s did not die after SIGKILL", self.proc.pid)
+        # Kill the namespace's init: the kernel then kills every process in the namespace, and the
+        # outer bwrap reaps init and exits. Killing the outer bwrap first would orphan init to the
+        # host's pid 1, whose zombie may linger and keep counting against the slot's RLIMIT_NPROC.
+        if self.init_host_pid is not None:
+            try:
+                os.kill(self.init_host_pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                log.error("bwrap pid %s did not exit after its init was killed", self.proc.pid)
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                log.error("bwrap pid %s did not die after SIGKILL", self.proc.pid)
         self._ctrl.close()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
