@@ -57,7 +57,9 @@ CASES = [
         ("runtime_error", "timeout", "memory"),
         checked=False,
     ),
-    Case("memory_fill", "x = []\nwhile True:\n    x.append(bytearray(16 << 20))\n", ("memory",), checked=False),
+    Case(
+        "memory_fill", "x = []\nwhile True:\n    x.append(bytearray(16 << 20))\n", ("memory",), checked=False
+    ),
     Case("memory_one_shot", "x = bytearray(8 << 30)\n", ("memory",), checked=False),
     Case(
         "memory_fill_cpp",
@@ -78,14 +80,27 @@ CASES = [
         ("runtime_error",),
         checked=False,
     ),
-    Case("disk_fill_dev_shm", "i = 0\nwhile True:\n    open(f'/dev/shm/f{i}', 'wb').write(b'x' * (4 << 20)); i += 1\n",
-         ("runtime_error",), checked=False),
-    Case("output_1gb", "import sys\nb = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(b)\n",
-         ("output_limit",), checked=False),
-    Case("stderr_flood", "import os\nwhile True:\n    os.write(2, b'e' * 65536)\n", ("output_limit",), checked=False),
+    Case(
+        "disk_fill_dev_shm",
+        "i = 0\nwhile True:\n    open(f'/dev/shm/f{i}', 'wb').write(b'x' * (4 << 20)); i += 1\n",
+        ("runtime_error",),
+        checked=False,
+    ),
+    Case(
+        "output_1gb",
+        "import sys\nb = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(b)\n",
+        ("output_limit",),
+        checked=False,
+    ),
+    Case(
+        "stderr_flood",
+        "import os\nwhile True:\n    os.write(2, b'e' * 65536)\n",
+        ("output_limit",),
+        checked=False,
+    ),
     Case(
         "output_flood_cpp",
-        "#include <cstdio>\nint main(){ for(;;) fputs(\"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\\n\", stdout); }",
+        '#include <cstdio>\nint main(){ for(;;) fputs("yyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\\n", stdout); }',
         ("output_limit",),
         language="cpp",
         checked=False,
@@ -105,17 +120,24 @@ CASES = [
         limits=Limits(wall_time_s=20.0, cpu_time_s=1.0, memory_mb=256),
     ),
     Case("infinite_loop_js", "for(;;){}", ("timeout",), language="javascript", checked=False),
-    Case("infinite_loop_cpp", "int main(){ volatile long i=0; for(;;) i++; }", ("timeout",), language="cpp",
-         checked=False),
+    Case(
+        "infinite_loop_cpp",
+        "int main(){ volatile long i=0; for(;;) i++; }",
+        ("timeout",),
+        language="cpp",
+        checked=False,
+    ),
     # --- network -------------------------------------------------------------------------------
     Case(
         "net_external_tcp",
-        PY_TRY + "attempt('tcp', lambda: socket.create_connection(('192.0.2.1', 80), timeout=1))\nprint('CHECKED')\n",
+        PY_TRY
+        + "attempt('tcp', lambda: socket.create_connection(('192.0.2.1', 80), timeout=1))\nprint('CHECKED')\n",
         ("ok",),
     ),
     Case(
         "net_metadata_service",
-        PY_TRY + "attempt('imds', lambda: socket.create_connection(('169.254.169.254', 80), timeout=1))\nprint('CHECKED')\n",
+        PY_TRY
+        + "attempt('imds', lambda: socket.create_connection(('169.254.169.254', 80), timeout=1))\nprint('CHECKED')\n",
         ("ok",),
     ),
     Case(
@@ -273,7 +295,9 @@ def _run_case(runner: BwrapRunner, case: Case) -> None:
     assert took < limit
     if ex.status == "output_limit":
         assert ex.stdout_truncated or ex.stderr_truncated
-        assert len(ex.stdout) <= case.limits.max_output_bytes and len(ex.stderr) <= case.limits.max_output_bytes
+        assert (
+            len(ex.stdout) <= case.limits.max_output_bytes and len(ex.stderr) <= case.limits.max_output_bytes
+        )
     assert_host_clean(runner, mark)
     after = runner.run(Program("python", "print(6 * 7)"), FAST)
     assert (after.status, after.stdout) == ("ok", "42\n"), after
@@ -430,7 +454,9 @@ def test_previous_program_not_in_memory_of_next(solo: BwrapRunner) -> None:
         "        hits += chunk.count(needle)\n        seen += chunk.count(control)\n"
         "print('hits', hits, 'control', seen)\nprint('ESCAPED' if hits > 1 else 'CHECKED' if seen else 'VACUOUS')\n"
     )  # 1 hit: our own needle
-    ex = solo.run(Program("python", scan, stdin=marker()[::-1]), Limits(wall_time_s=10, cpu_time_s=10, memory_mb=1024))
+    ex = solo.run(
+        Program("python", scan, stdin=marker()[::-1]), Limits(wall_time_s=10, cpu_time_s=10, memory_mb=1024)
+    )
     assert ex.status == "ok" and "CHECKED" in ex.stdout, ex
 
 
@@ -476,9 +502,9 @@ def test_concurrent_submissions_cannot_see_each_other(runner: BwrapRunner) -> No
     for t in threads:
         t.join()
     w, r = results["w"], results["r"]
-    assert getattr(w, "status") == "ok", w
-    assert getattr(r, "status") == "ok" and "CHECKED" in getattr(r, "stdout"), r
-    assert "ESCAPED" not in getattr(r, "stdout")
+    assert w.status == "ok", w
+    assert r.status == "ok" and "CHECKED" in r.stdout, r
+    assert "ESCAPED" not in r.stdout
 
 
 def test_host_environment_secret_never_reaches_program(runner: BwrapRunner) -> None:
