@@ -23,7 +23,7 @@ needs_bwrap = pytest.mark.skipif(
     reason="bubblewrap not installed (apt-get install -y bubblewrap)",
 )
 
-FAST = Limits(wall_time_s=3.0, cpu_time_s=2.0, memory_mb=256, max_processes=16, max_output_bytes=64 << 10)
+FAST = Limits(wall_time_s=1.5, cpu_time_s=1.0, memory_mb=256, max_processes=16, max_output_bytes=64 << 10)
 
 
 @pytest.fixture(scope="session")
