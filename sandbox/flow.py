@@ -131,7 +131,10 @@ def run_program(program: Program, limits: Limits, step_fn: StepFn, nproc_base: i
             return _error(c.message, total_wall)
         compile_output = _decode(c.stdout + c.stderr)
         if c.kind != "exited" or c.exit_code != 0 or c.signal_no is not None:
-            why = {"timeout": "compile time limit reached", "output_limit": "too much compiler output"}
+            why = {
+                "timeout": "compile timeout: compile_time_s reached",
+                "output_limit": "too much compiler output",
+            }
             return Execution(
                 status="compile_error",
                 exit_code=exit_code_of(c.exit_code, c.signal_no),

@@ -70,3 +70,13 @@ def test_unsafe_local_warns_and_runs() -> None:
     assert big.status == "output_limit" and len(big.stdout) == 1000
     assert r.run(Program("python", "x = bytearray(1 << 30)"), Limits(memory_mb=128)).status == "memory"
     r.close()
+
+
+def test_sandbox_run_without_backend_is_sandbox_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sandbox.factory as factory
+
+    monkeypatch.setattr(factory, "_default", None)
+    monkeypatch.setenv("REFEREE_SANDBOX_BACKEND", "no-such-backend")
+    ex = factory.run(Program("python", "print(1)"))
+    assert ex.status == "sandbox_error" and "no sandbox available" in ex.message
+    monkeypatch.setattr(factory, "_default", None)
