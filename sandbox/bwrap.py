@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sandbox import seccomp
+from sandbox.cgroups import SlotCgroup
 from sandbox.flow import StepOutcome, StepRequest, run_program
 from sandbox.io_pump import pump
 from sandbox.pool import FifoPool, QueueFull, QueueTimeout
@@ -61,6 +62,7 @@ class BwrapConfig:
         uid_base: first host uid of the slots when started as root (slot i runs as uid_base + i).
         recycle_after: runs after which a sandbox is replaced anyway (hygiene, not a safety need).
         use_seccomp: load our seccomp filter (x86_64 only).
+        use_cgroups: put each sandbox in its own memory/pids/cpu cgroup where the host allows it.
     """
 
     workers: int | None = None
@@ -71,6 +73,7 @@ class BwrapConfig:
     uid_base: int = DEFAULT_UID_BASE
     recycle_after: int = 1000
     use_seccomp: bool = True
+    use_cgroups: bool = True
     bwrap: str = "bwrap"
 
 
@@ -122,8 +125,15 @@ def _bind_args() -> list[str]:
 class WarmSandbox:
     """One bwrap sandbox with its fork server; used by one run at a time."""
 
-    def __init__(self, cfg: BwrapConfig, host_uid: int | None, filter_bytes: bytes | None) -> None:
+    def __init__(
+        self,
+        cfg: BwrapConfig,
+        host_uid: int | None,
+        filter_bytes: bytes | None,
+        cgroup: SlotCgroup | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.cgroup = cgroup
         self.runs = 0
         self.dead = False
         host_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -185,7 +195,26 @@ class WarmSandbox:
             pass_fds.append(seccomp_fd)
         argv += [cfg.python, "-I", "-S", "-c", SERVER_SOURCE, str(child_sock.fileno())]
         ids: dict[str, object] = {}
-        if host_uid is not None:
+        if cgroup is not None:
+            procs = cgroup.procs_files()
+
+            def enter() -> None:
+                # In the child before exec, still root: join the slot's cgroups, then drop to the
+                # slot's uid (Popen's own user= switch would run before this and forbid the join).
+                me = str(os.getpid()).encode()
+                for path in procs:
+                    fd = os.open(path, os.O_WRONLY)
+                    try:
+                        os.write(fd, me)
+                    finally:
+                        os.close(fd)
+                if host_uid is not None:
+                    os.setgroups([])
+                    os.setresgid(host_uid, host_uid, host_uid)
+                    os.setresuid(host_uid, host_uid, host_uid)
+
+            ids["preexec_fn"] = enter
+        elif host_uid is not None:
             ids = {"user": host_uid, "group": host_uid, "extra_groups": []}
         try:
             self.proc = subprocess.Popen(  # type: ignore[call-overload]
@@ -274,6 +303,10 @@ class WarmSandbox:
                 "argv": list(req.step.argv),
                 "limits": req.limits_json(),
             }
+            oom_before = 0
+            if self.cgroup is not None:
+                self.cgroup.limit(req.memory_bytes, req.nproc + 2)
+                oom_before = self.cgroup.oom_kills()
             t0 = time.monotonic()
             try:
                 socket.send_fds(self._ctrl, [json.dumps(msg).encode()], send_fds)
@@ -295,9 +328,16 @@ class WarmSandbox:
             return replace(base, kind="output_limit", message="output cap reached; run killed")
         if got.control is None:
             self.kill()
+            if got.control_eof and base.oom_killed:
+                # the OOM killer took the fork server itself: the program's memory, not our failure
+                return replace(
+                    base, kind="exited", signal_no=signal.SIGKILL, message="killed by the OOM killer"
+                )
             if got.control_eof:
                 return replace(base, kind="sandbox_error", message="sandbox died during the run")
             return replace(base, kind="timeout", message="wall time limit reached; run killed")
+        oom = self.cgroup is not None and self.cgroup.oom_kills() > oom_before
+        base = replace(base, oom_killed=oom)
         res = json.loads(got.control)
         self.last_server_ms = res.get("ms")
         if got.deadline_hit or not res.get("clean", False):
@@ -337,6 +377,9 @@ class BwrapRunner:
         self._closed = False
         self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bwrap-spawner")
         self._slots: list[_Slot] = [_Slot(i) for i in range(self.workers)]
+        for slot in self._slots:
+            if cfg.use_cgroups:
+                slot.cgroup = SlotCgroup.create(f"referee-sandbox-{os.getpid()}-{slot.index}")
         self._pool: FifoPool[_Slot] = FifoPool(self._slots, cfg.max_waiting)
         for slot in self._slots:
             self._respawn(slot)
@@ -352,7 +395,11 @@ class BwrapRunner:
             "workers": self.workers,
             "namespaces": "user,pid,net,ipc,uts,mount,cgroup",
             "seccomp": self._filter is not None,
-            "cgroup": "none: limits are per-process rlimits (no writable cgroup v2 controllers used)",
+            "cgroup": (
+                "v1 memory+pids(+cpu) per sandbox, re-limited before each run"
+                if all(s.cgroup is not None for s in self._slots)
+                else "none: per-process rlimits only"
+            ),
             "host_uid": f"per-slot {self.cfg.uid_base}+i" if self._root else f"own uid {os.getuid()}",
             "tmpfs_mb": self.cfg.tmpfs_mb,
         }
@@ -362,7 +409,9 @@ class BwrapRunner:
 
     def _respawn(self, slot: _Slot) -> None:
         slot.sandbox = None
-        slot.future = self._spawner.submit(WarmSandbox, self.cfg, self._host_uid(slot), self._filter)
+        slot.future = self._spawner.submit(
+            WarmSandbox, self.cfg, self._host_uid(slot), self._filter, slot.cgroup
+        )
 
     def _nproc_base(self) -> int:
         """Tasks already owned by the uid the sandbox runs as (RLIMIT_NPROC counts per host uid)."""
@@ -428,6 +477,9 @@ class BwrapRunner:
                 continue
             sb.kill()
         self._spawner.shutdown(wait=True)
+        for slot in self._slots:
+            if slot.cgroup is not None:
+                slot.cgroup.remove()
 
 
 class _Slot:
@@ -435,6 +487,7 @@ class _Slot:
         self.index = index
         self.sandbox: WarmSandbox | None = None
         self.future: concurrent.futures.Future[WarmSandbox] | None = None
+        self.cgroup: SlotCgroup | None = None
         self._lock = threading.Lock()
 
     def get(self) -> WarmSandbox:

@@ -57,6 +57,7 @@ class StepOutcome:
     cpu_s: float | None = None
     peak_mb: float | None = None
     message: str = ""
+    oom_killed: bool = False  # the kernel's OOM killer ended a process of this step (cgroup limit)
 
 
 StepFn = Callable[[StepRequest], StepOutcome]
@@ -166,6 +167,8 @@ def run_program(program: Program, limits: Limits, step_fn: StepFn, nproc_base: i
         return _error(r.message, total_wall)
     if r.kind == "exited":
         status = classify_exit(runner, limits, r.exit_code, r.signal_no, r.cpu_s, r.peak_mb, r.stderr)
+        if r.oom_killed and status != "ok":
+            status = "memory"
     else:
         status = r.kind
     cap = limits.max_output_bytes

@@ -77,7 +77,7 @@ CASES = [
     Case(
         "disk_fill_many_files",
         "i = 0\nwhile True:\n    open(f'/tmp/f{i}', 'wb').write(b'x' * (8 << 20)); i += 1\n",
-        ("runtime_error",),
+        ("runtime_error", "memory"),  # tmpfs full, or its pages hit the cgroup's memory limit first
         checked=False,
     ),
     Case(
@@ -527,3 +527,18 @@ def test_seccomp_filter_is_loaded(runner: BwrapRunner) -> None:
     )
     ex = runner.run(Program("python", src), FAST)
     assert ex.stdout.splitlines() == ["errno True", "['2']"], ex
+
+
+def test_memory_of_many_processes_is_bounded_by_the_cgroup(runner: BwrapRunner) -> None:
+    """RLIMIT_AS bounds each process; the slot's cgroup bounds them together."""
+    if runner._slots[0].cgroup is None:
+        pytest.skip("no writable cgroup v1 memory/pids controllers on this host")
+    src = (
+        "import os, time\npids = []\nfor i in range(6):\n    pid = os.fork()\n"
+        "    if pid == 0:\n        b = bytearray(150 << 20)\n        time.sleep(1)\n        os._exit(0)\n"
+        "    pids.append(pid)\nkilled = sum(os.waitpid(p, 0)[1] & 0x7F == 9 for p in pids)\n"
+        "print('killed', killed)\nprint('CHECKED' if killed else 'ESCAPED')\n"
+    )
+    ex = runner.run(Program("python", src), Limits(memory_mb=256, wall_time_s=8, cpu_time_s=8))
+    assert "ESCAPED" not in ex.stdout
+    assert ex.status == "memory" or "CHECKED" in ex.stdout, ex
