@@ -384,9 +384,13 @@ class BwrapRunner:
         for slot in self._slots:
             self._respawn(slot)
         # Fail loudly at construction if sandboxes cannot start here: never a silent fallback.
-        for slot in self._slots:
-            assert slot.future is not None
-            slot.sandbox = slot.future.result()
+        try:
+            for slot in self._slots:
+                assert slot.future is not None
+                slot.sandbox = slot.future.result()
+        except BaseException:
+            self.close()
+            raise
 
     def describe(self) -> dict[str, object]:
         """What isolation this runner applies on this host (for logs, /health and docs)."""
@@ -475,7 +479,8 @@ class BwrapRunner:
                 sb = slot.get()
             except Exception:
                 continue
-            sb.kill()
+            if not sb.dead:
+                sb.kill()
         self._spawner.shutdown(wait=True)
         for slot in self._slots:
             if slot.cgroup is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,8 @@ class SlotCgroup:
         dirs = _v1_dirs()
         if "memory" not in dirs or "pids" not in dirs:
             return None
+        for d in dirs.values():
+            _sweep_stale(d)
         made: dict[str, Path] = {}
         try:
             for c in _CONTROLLERS:
@@ -140,6 +143,21 @@ class SlotCgroup:
         for d in (self.memory, self.pids, self.cpu):
             if d is not None:
                 _remove(d)
+
+
+_OURS = re.compile(r"referee-sandbox-(\d+)-\d+")
+
+
+def _sweep_stale(parent: Path) -> None:
+    """Remove slot cgroups left by runners whose process is gone (crashed, or never closed)."""
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for d in entries:
+        m = _OURS.fullmatch(d.name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            _remove(d)
 
 
 def _remove(d: Path) -> None:
