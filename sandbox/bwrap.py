@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -40,7 +41,9 @@ log = logging.getLogger(__name__)
 
 SERVER_SOURCE = (Path(__file__).with_name("_forkserver.py")).read_text()
 SANDBOX_UID = 65534
-DEFAULT_UID_BASE = 1_500_000
+UID_RANGE_START = 1_500_000
+UID_STRIDE = 256
+_instances = itertools.count()
 PATH_ENV = "/usr/local/bin:/usr/bin:/bin"
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
@@ -59,7 +62,9 @@ class BwrapConfig:
         queue_timeout_s: longest a run waits for a sandbox.
         tmpfs_mb: size of the private /tmp (the workdir); /dev/shm gets a quarter of it.
         python: interpreter of the fork server (must live under /usr).
-        uid_base: first host uid of the slots when started as root (slot i runs as uid_base + i).
+        uid_base: first host uid of the slots when started as root (slot i runs as uid_base + i);
+            default: derived from our pid and a per-process counter, so runners do not share uids
+            (RLIMIT_NPROC counts per uid).
         recycle_after: runs after which a sandbox is replaced anyway (hygiene, not a safety need).
         use_seccomp: load our seccomp filter (x86_64 only).
         use_cgroups: put each sandbox in its own memory/pids/cpu cgroup where the host allows it.
@@ -70,7 +75,7 @@ class BwrapConfig:
     queue_timeout_s: float = 300.0
     tmpfs_mb: int = 256
     python: str = "/usr/bin/python3"
-    uid_base: int = DEFAULT_UID_BASE
+    uid_base: int | None = None
     recycle_after: int = 1000
     use_seccomp: bool = True
     use_cgroups: bool = True
@@ -372,6 +377,10 @@ class BwrapRunner:
         if not os.path.exists(cfg.python):
             raise SandboxUnavailable(f"sandbox interpreter {cfg.python} not found (Debian: python3)")
         self.workers = cfg.workers or os.cpu_count() or 1
+        self.uid_base = cfg.uid_base
+        if self.uid_base is None:
+            n = next(_instances)
+            self.uid_base = UID_RANGE_START + ((os.getpid() * 16 + n) % 65536) * max(UID_STRIDE, self.workers)
         self._root = os.geteuid() == 0
         self._filter = seccomp.build_filter() if cfg.use_seccomp else None
         self._closed = False
@@ -404,12 +413,13 @@ class BwrapRunner:
                 if all(s.cgroup is not None for s in self._slots)
                 else "none: per-process rlimits only"
             ),
-            "host_uid": f"per-slot {self.cfg.uid_base}+i" if self._root else f"own uid {os.getuid()}",
+            "host_uid": f"per-slot {self.uid_base}+i" if self._root else f"own uid {os.getuid()}",
             "tmpfs_mb": self.cfg.tmpfs_mb,
         }
 
     def _host_uid(self, slot: _Slot) -> int | None:
-        return self.cfg.uid_base + slot.index if self._root else None
+        assert self.uid_base is not None
+        return self.uid_base + slot.index if self._root else None
 
     def _respawn(self, slot: _Slot) -> None:
         slot.sandbox = None

@@ -40,7 +40,7 @@ def solo() -> Iterator[BwrapRunner]:
     """A one-sandbox runner, so consecutive runs are sure to land in the same warm sandbox."""
     if not HAVE_BWRAP and os.environ.get("REFEREE_REQUIRE_BWRAP") != "1":
         pytest.skip("bubblewrap not installed")
-    r = BwrapRunner(workers=1, uid_base=1_600_000)
+    r = BwrapRunner(workers=1)
     yield r
     r.close()
 
@@ -119,7 +119,8 @@ def assert_host_clean(r: BwrapRunner, mark: str, settle_s: float = 3.0) -> None:
         stray_marked = processes_with(mark)
         stray = []
         if r._root:
-            uids = range(r.cfg.uid_base, r.cfg.uid_base + r.workers)
+            assert r.uid_base is not None
+            uids = range(r.uid_base, r.uid_base + r.workers)
             stray = [p for p in processes_of_uids(uids) if p not in sandbox_pids(r)]
         if not stray_marked and not stray:
             break
