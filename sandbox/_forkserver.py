@@ -106,7 +106,9 @@ def _run_python(path, argv):
     """Run ``path`` as ``__main__`` in this (freshly forked) interpreter, like ``python3 -I -S path``."""
     sys.argv = [path, *argv]
     sys.path.insert(0, os.path.dirname(path))
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+        io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8"
+    )
     sys.stdout = sys.__stdout__ = io.TextIOWrapper(
         io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8"
     )

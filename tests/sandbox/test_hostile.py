@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.bwrap import BwrapRunner
 from sandbox.types import Limits, Program
-from tests.sandbox.conftest import FAST, SECRET, assert_host_clean, marker, needs_bwrap
+from tests.sandbox.helpers import FAST, SECRET, assert_host_clean, marker, needs_bwrap
 
 pytestmark = needs_bwrap
 
