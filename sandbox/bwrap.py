@@ -344,6 +344,9 @@ class WarmSandbox:
         oom = self.cgroup is not None and self.cgroup.oom_kills() > oom_before
         base = replace(base, oom_killed=oom)
         res = json.loads(got.control)
+        if "error" in res:
+            self.kill()
+            return StepOutcome(kind="sandbox_error", message=f"sandbox gone before the run: {res['error']}")
         self.last_server_ms = res.get("ms")
         if got.deadline_hit or not res.get("clean", False):
             # Pipes held open past the result, or leftovers the server could not remove: never reuse.

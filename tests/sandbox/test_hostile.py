@@ -542,3 +542,19 @@ def test_memory_of_many_processes_is_bounded_by_the_cgroup(runner: BwrapRunner) 
     ex = runner.run(Program("python", src), Limits(memory_mb=256, wall_time_s=8, cpu_time_s=8))
     assert "ESCAPED" not in ex.stdout
     assert ex.status == "memory" or "CHECKED" in ex.stdout, ex
+
+
+def test_links_fifos_and_locked_dirs_are_scrubbed(solo: BwrapRunner) -> None:
+    """Symlinks (to the runtime, dangling, looping), fifos and chmod-000 directories, even /tmp itself."""
+    mess = (
+        "import os\nos.symlink('/usr', 'to_usr')\nos.symlink('/nonexistent', '/tmp/dangling')\n"
+        "os.mkfifo('/tmp/fifo')\nos.symlink('/tmp/run', '/dev/shm/loop')\nos.makedirs('/tmp/a/b')\n"
+        "open('/tmp/a/b/f', 'w').write('x')\nos.chmod('/tmp/a/b', 0)\nos.chmod('/tmp/a', 0)\n"
+        "os.chmod('/tmp', 0)\nos.chmod('/dev/shm', 0)\nprint('CHECKED')\n"
+    )
+    ex = solo.run(Program("python", mess), FAST)
+    assert (ex.status, ex.stdout) == ("ok", "CHECKED\n"), ex
+    look = "import os\nprint(sorted(os.listdir('/tmp')), os.listdir('/dev/shm'), os.listdir('.'))\n"
+    ex2 = solo.run(Program("python", look), FAST)
+    assert (ex2.status, ex2.stdout) == ("ok", "['run'] [] ['main.py']\n"), ex2
+    assert os.path.isdir("/usr/bin")  # the link's target on the host is untouched
