@@ -22,6 +22,8 @@ needs_bwrap = pytest.mark.skipif(
     reason="bubblewrap not installed (apt-get install -y bubblewrap)",
 )
 
+# for programs expected to run into the wall-time limit
+SHORT = Limits(wall_time_s=0.6, cpu_time_s=1.0, memory_mb=256, max_processes=16, max_output_bytes=64 << 10)
 FAST = Limits(wall_time_s=1.5, cpu_time_s=1.0, memory_mb=256, max_processes=16, max_output_bytes=64 << 10)
 
 

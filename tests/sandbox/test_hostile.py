@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.bwrap import BwrapRunner
 from sandbox.types import Limits, Program
-from tests.sandbox.helpers import FAST, SECRET, assert_host_clean, marker, needs_bwrap
+from tests.sandbox.helpers import FAST, SECRET, SHORT, assert_host_clean, marker, needs_bwrap
 
 pytestmark = needs_bwrap
 
@@ -50,6 +50,7 @@ CASES = [
         "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass\n",
         ("timeout", "runtime_error"),
         checked=False,
+        limits=SHORT,
     ),
     Case(
         "thread_bomb",
@@ -110,8 +111,9 @@ CASES = [
         "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):\n    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n",
         ("timeout",),
         checked=False,
+        limits=SHORT,
     ),
-    Case("sleep_forever", "import time\ntime.sleep(3600)\n", ("timeout",), checked=False),
+    Case("sleep_forever", "import time\ntime.sleep(3600)\n", ("timeout",), checked=False, limits=SHORT),
     Case(
         "cpu_limit_before_wall",
         "while True:\n    pass\n",
@@ -119,13 +121,14 @@ CASES = [
         checked=False,
         limits=Limits(wall_time_s=20.0, cpu_time_s=1.0, memory_mb=256),
     ),
-    Case("infinite_loop_js", "for(;;){}", ("timeout",), language="javascript", checked=False),
+    Case("infinite_loop_js", "for(;;){}", ("timeout",), language="javascript", checked=False, limits=SHORT),
     Case(
         "infinite_loop_cpp",
         "int main(){ volatile long i=0; for(;;) i++; }",
         ("timeout",),
         language="cpp",
         checked=False,
+        limits=SHORT,
     ),
     # --- network -------------------------------------------------------------------------------
     Case(

@@ -141,11 +141,6 @@ def test_wall_timeout_is_prompt(runner: BwrapRunner) -> None:
     assert time.monotonic() - t < 2.0
 
 
-def test_cpu_limit(runner: BwrapRunner) -> None:
-    ex = run(runner, "python", "while True: pass", Limits(wall_time_s=30, cpu_time_s=1))
-    assert ex.status == "timeout" and ex.wall_time_s < 10
-
-
 def test_file_size_limit(runner: BwrapRunner) -> None:
     ex = run(
         runner, "python", "with open('f', 'wb') as f:\n    f.write(b'x' * 2000)", Limits(max_file_bytes=1000)
