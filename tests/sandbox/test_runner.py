@@ -278,7 +278,8 @@ def test_sandboxes_die_with_the_service() -> None:
         "print(*[p for s in r._slots for p in (s.get().proc.pid, s.get().init_host_pid)], flush=True)\n"
         "time.sleep(60)\n"
     )
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=repo)
     assert p.stdout is not None
     pids = [int(x) for x in p.stdout.readline().split()]
     assert len(pids) == 4 and all(os.path.exists(f"/proc/{x}") for x in pids)
