@@ -24,7 +24,7 @@ RUN python3 -m venv /opt/referee
 
 # Dependencies first, from pyproject.toml alone, so editing the code does not reinstall them.
 COPY pyproject.toml /src/pyproject.toml
-COPY docker/pyproject_requirements.py /tmp/pyproject_requirements.py
+COPY containers/pyproject_requirements.py /tmp/pyproject_requirements.py
 RUN python3 /tmp/pyproject_requirements.py /src/pyproject.toml > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt /tmp/pyproject_requirements.py

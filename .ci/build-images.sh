@@ -3,7 +3,7 @@
 #
 #   1. local/debian-python:bookworm  a Debian 12 root filesystem made by debootstrap from Debian's
 #                                    mirror and `docker import`ed (skipped when the tag exists).
-#   2. referee-sandbox:dev           docker/sandbox.Dockerfile: python3, g++, nodejs; runs as 65534.
+#   2. referee-sandbox:dev           containers/sandbox.Dockerfile: python3, g++, nodejs; runs as 65534.
 #   3. referee:dev                   ./Dockerfile: the service (roles api / sandbox-worker / grpo-worker).
 #
 # Every image is built FROM the local base tag (`--build-arg BASE=...`), so nothing is pulled.
@@ -87,7 +87,7 @@ build_base() {
 
 build_sandbox() {
     log "building $SANDBOX_IMAGE"
-    docker build -q --build-arg BASE="$BASE_IMAGE" -f docker/sandbox.Dockerfile -t "$SANDBOX_IMAGE" docker >/dev/null
+    docker build -q --build-arg BASE="$BASE_IMAGE" -f containers/sandbox.Dockerfile -t "$SANDBOX_IMAGE" containers >/dev/null
     log "built $SANDBOX_IMAGE ($(docker image inspect -f '{{.Size}}' "$SANDBOX_IMAGE" | numfmt --to=iec))"
 }
 

@@ -104,7 +104,7 @@ def limiter(cpu_s, file_bytes, memory_bytes, memory_rlimit):
     return apply
 
 
-def run_step(argv, stdin_fd, wall_s, cap, preexec):
+def run_step(argv, stdin_fd, wall_s, cap, preexec, cpu_limit_s=None):
     """Run ``argv``; returns (status, exit_code, stdout, stderr, out_trunc, err_trunc, wall, cpu, rss_mb)."""
     started = time.monotonic()
     try:
@@ -120,8 +120,9 @@ def run_step(argv, stdin_fd, wall_s, cap, preexec):
         )
     except OSError as exc:
         return "runtime_error", None, b"", str(exc).encode(), False, False, 0.0, None, None
+    assert proc.stdout is not None and proc.stderr is not None
     bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-    trunc = {fd: False for fd in bufs}
+    trunc = dict.fromkeys(bufs, False)
     sel = selectors.DefaultSelector()
     for fd in bufs:
         os.set_blocking(fd, False)
@@ -130,7 +131,7 @@ def run_step(argv, stdin_fd, wall_s, cap, preexec):
     status = None
     wait_status = None
     rusage = None
-    exited_at = None
+    exited_at = 0.0
     while True:
         now = time.monotonic()
         if wait_status is None:
@@ -185,20 +186,13 @@ def run_step(argv, stdin_fd, wall_s, cap, preexec):
         if status is None and os.WTERMSIG(wait_status) in (signal.SIGXCPU, signal.SIGXFSZ):
             status = "timeout" if os.WTERMSIG(wait_status) == signal.SIGXCPU else "runtime_error"
         # RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one (soft + 1 s).
-        if status is None and cpu is not None and cpu_limit_hit(cpu):
+        if status is None and cpu is not None and cpu_limit_s is not None and cpu >= cpu_limit_s:
             status = "timeout"
     else:
         code = os.WEXITSTATUS(wait_status)
     fds = list(bufs)
     out, err = bytes(bufs[fds[0]]), bytes(bufs[fds[1]])
     return status, code, out, err, trunc[fds[0]], trunc[fds[1]], wall, cpu, rss_mb
-
-
-CPU_LIMIT = [None]
-
-
-def cpu_limit_hit(cpu):
-    return CPU_LIMIT[0] is not None and cpu >= CPU_LIMIT[0]
 
 
 def b64(data):
@@ -254,7 +248,6 @@ def main():
         stdin_fd = os.memfd_create("stdin")
         os.write(stdin_fd, base64.b64decode(request["stdin"]))
         os.lseek(stdin_fd, 0, os.SEEK_SET)
-        CPU_LIMIT[0] = float(lim["cpu_time_s"])
         oom_before = oom_kills()
         st, code, out, err, out_tr, err_tr, wall, cpu, rss = run_step(
             request["run"],
@@ -262,6 +255,7 @@ def main():
             float(lim["wall_time_s"]),
             cap,
             limiter(float(lim["cpu_time_s"]), file_bytes, memory_bytes, request.get("memory_rlimit", "as")),
+            float(lim["cpu_time_s"]),
         )
         os.close(stdin_fd)
         oom = oom_kills() > oom_before >= 0

@@ -1,6 +1,6 @@
 """The ``docker`` sandbox backend: a pool of warm, locked-down containers, one ``docker exec`` per run.
 
-Each container is created once from the sandbox image (``docker/sandbox.Dockerfile``) with no network,
+Each container is created once from the sandbox image (``containers/sandbox.Dockerfile``) with no network,
 a read-only root, tmpfs scratch space, no capabilities, ``no-new-privileges``, uid 65534 and cgroup
 limits on memory (swap equal to memory: none), processes and CPU. A run execs a small supervisor
 (``_docker_driver.py``) inside it, which wipes the scratch space and kills every leftover process before
@@ -114,7 +114,9 @@ class DockerRunner:
         try:
             import docker
         except ImportError as exc:  # pragma: no cover - the `docker` extra is not installed
-            raise DockerSandboxError("the docker backend needs the `docker` package (extra `docker`)") from exc
+            raise DockerSandboxError(
+                "the docker backend needs the `docker` package (extra `docker`)"
+            ) from exc
         self.image = image
         self.pool_size = pool_size
         self._cpus = cpus
@@ -124,11 +126,15 @@ class DockerRunner:
             client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
             client.ping()
         except Exception as exc:
-            raise DockerSandboxError(f"cannot reach the Docker daemon ({exc}); start it (.ci/docker-setup.sh)") from exc
+            raise DockerSandboxError(
+                f"cannot reach the Docker daemon ({exc}); start it (.ci/docker-setup.sh)"
+            ) from exc
         try:
             client.images.get(image)
         except docker.errors.ImageNotFound as exc:
-            raise DockerSandboxError(f"sandbox image {image!r} not found; build it with .ci/build-images.sh") from exc
+            raise DockerSandboxError(
+                f"sandbox image {image!r} not found; build it with .ci/build-images.sh"
+            ) from exc
         self._client = client
         self._api = client.api
         self._pool: queue.Queue[_Warm] = queue.Queue()
@@ -373,7 +379,9 @@ def _to_execution(result: dict[str, Any]) -> Execution:
 
 
 def _error(message: str) -> Execution:
-    return Execution(status="sandbox_error", exit_code=None, stdout="", stderr="", wall_time_s=0.0, message=message)
+    return Execution(
+        status="sandbox_error", exit_code=None, stdout="", stderr="", wall_time_s=0.0, message=message
+    )
 
 
 def _b64(data: bytes) -> str:

@@ -1,7 +1,7 @@
 # The image untrusted programs run in: interpreters and compilers only, no Referee code, no secrets.
 #
-#   docker build --build-arg BASE=local/debian-python:bookworm -f docker/sandbox.Dockerfile \
-#       -t referee-sandbox:dev docker
+#   docker build --build-arg BASE=local/debian-python:bookworm -f containers/sandbox.Dockerfile \
+#       -t referee-sandbox:dev containers
 #
 # Containers from it are started by sandbox/backends/docker.py (or compose / Kubernetes) with no network,
 # a read-only root, a tmpfs workdir, no capabilities and uid 65534; this file only has to make sure the
