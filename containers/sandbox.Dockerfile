@@ -3,7 +3,7 @@
 #   docker build --build-arg BASE=local/debian-python:bookworm -f containers/sandbox.Dockerfile \
 #       -t referee-sandbox:dev containers
 #
-# Containers from it are started by sandbox/backends/docker.py (or compose / Kubernetes) with no network,
+# Containers from it are started by sandbox/docker.py (or compose / Kubernetes) with no network,
 # a read-only root, a tmpfs workdir, no capabilities and uid 65534; this file only has to make sure the
 # image itself holds nothing worth reading and needs no root at run time.
 ARG BASE=local/debian-python:bookworm

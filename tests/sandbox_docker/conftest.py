@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sandbox.backends.docker import DEFAULT_IMAGE
+from sandbox.docker import DEFAULT_IMAGE
 
 IMAGE = os.environ.get("REFEREE_SANDBOX_IMAGE", DEFAULT_IMAGE)
 # Planted in this process before the runner starts: no program may ever see it.
@@ -43,7 +43,7 @@ def docker_ready() -> None:
 
 @pytest.fixture(scope="module")
 def runner(docker_ready: None) -> Iterator[object]:
-    from sandbox.backends.docker import DockerRunner
+    from sandbox.docker import DockerRunner
 
     os.environ["REFEREE_API_TOKEN"] = SECRET
     try:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sandbox.backends.docker import DockerRunner, DockerSandboxError
+from sandbox.docker import DockerRunner, DockerSandboxError
 from sandbox.types import Execution, Limits, Program
 from tests.sandbox_docker.conftest import IMAGE, SECRET
 

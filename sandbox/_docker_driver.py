@@ -1,6 +1,6 @@
 """The supervisor that runs *inside* a warm sandbox container, one ``docker exec`` per program.
 
-This file is never imported by the service: ``sandbox/backends/docker.py`` reads its source and runs it
+This file is never imported by the service: ``sandbox/docker.py`` reads its source and runs it
 with ``python3 -I -S -c`` as uid 65534 in the container, so the sandbox image needs nothing but python3
 and the toolchains. Standard library only; it must run on the image's Python (3.11).
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import queue
 import secrets
 import socket
@@ -90,8 +91,11 @@ class DockerRunner:
     """``SandboxRunner`` on warm Docker containers. Thread-safe: ``pool_size`` runs at a time.
 
     Args:
-        image: the sandbox image (built by ``.ci/build-images.sh``).
+        image: the sandbox image (built by ``.ci/build-images.sh``); default ``$REFEREE_SANDBOX_IMAGE``,
+            else ``referee-sandbox:dev``.
         pool_size: warm containers, i.e. concurrent runs; callers beyond it wait for a free one.
+            Default: ``workers``, else 2.
+        workers: the name ``sandbox.make_runner`` passes the service's ``sandbox_workers`` under.
         cpus: CPU share of each container (``nano_cpus``).
         scratch_mb: size of the ``/sandbox`` tmpfs workdir.
         base_url: the Docker endpoint; default from the environment (``DOCKER_HOST`` or the socket).
@@ -103,9 +107,10 @@ class DockerRunner:
 
     def __init__(
         self,
-        image: str = DEFAULT_IMAGE,
-        pool_size: int = 2,
+        image: str | None = None,
+        pool_size: int | None = None,
         *,
+        workers: int | None = None,
         cpus: float = 1.0,
         scratch_mb: int = 128,
         base_url: str | None = None,
@@ -117,6 +122,8 @@ class DockerRunner:
             raise DockerSandboxError(
                 "the docker backend needs the `docker` package (extra `docker`)"
             ) from exc
+        image = image or os.environ.get("REFEREE_SANDBOX_IMAGE") or DEFAULT_IMAGE
+        pool_size = pool_size or workers or 2
         self.image = image
         self.pool_size = pool_size
         self._cpus = cpus
