@@ -14,12 +14,20 @@ FROM ${BASE}
 # Which extras of the distribution to install: "docker" (docker SDK, for the docker sandbox backend)
 # for api and sandbox-worker; "docker,grpo" for a GPU grpo-worker image.
 ARG EXTRAS=docker
+# Debian packages the sandbox-worker role runs programs with (bubblewrap isolates each one). An image
+# for the api or grpo roles alone can drop them: --build-arg TOOLCHAINS="".
+ARG TOOLCHAINS="g++ nodejs bubblewrap"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/referee/bin:$PATH
 
+RUN if [ -n "$TOOLCHAINS" ]; then \
+        apt-get update \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $TOOLCHAINS \
+        && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /usr/share/doc/* /usr/share/man/*; \
+    fi
 RUN python3 -m venv /opt/referee
 
 # Dependencies first, from pyproject.toml alone, so editing the code does not reinstall them.

@@ -5,11 +5,12 @@
 #                                    mirror and `docker import`ed (skipped when the tag exists).
 #   2. referee-sandbox:dev           containers/sandbox.Dockerfile: python3, g++, nodejs; runs as 65534.
 #   3. referee:dev                   ./Dockerfile: the service (roles api / sandbox-worker / grpo-worker).
+#   4. referee-redis:dev             containers/redis.Dockerfile: Debian's redis-server, for compose.yaml.
 #
 # Every image is built FROM the local base tag (`--build-arg BASE=...`), so nothing is pulled.
 # Idempotent; docker's layer cache makes a second run take seconds.
 #
-#   .ci/build-images.sh                  # all three
+#   .ci/build-images.sh                  # all four
 #   .ci/build-images.sh base             # only the base image
 #   .ci/build-images.sh base sandbox     # any subset, in order
 #   REBUILD_BASE=1 .ci/build-images.sh   # debootstrap again even though the base tag exists
@@ -18,6 +19,7 @@
 #   BASE_IMAGE      tag of the base image            (default local/debian-python:bookworm)
 #   SANDBOX_IMAGE   tag of the sandbox image         (default referee-sandbox:dev)
 #   APP_IMAGE       tag of the service image         (default referee:dev)
+#   REDIS_IMAGE     tag of the redis image           (default referee-redis:dev)
 #   APP_EXTRAS      pip extras in the service image  (default docker; "docker,grpo" adds torch==2.13.0)
 #   DEBIAN_MIRROR   debootstrap mirror               (default http://deb.debian.org/debian)
 #   BASE_TAR_CACHE  optional path of a rootfs tarball: reused when present, written after debootstrap
@@ -29,6 +31,7 @@ cd "$(dirname "$0")/.."
 BASE_IMAGE="${BASE_IMAGE:-local/debian-python:bookworm}"
 SANDBOX_IMAGE="${SANDBOX_IMAGE:-referee-sandbox:dev}"
 APP_IMAGE="${APP_IMAGE:-referee:dev}"
+REDIS_IMAGE="${REDIS_IMAGE:-referee-redis:dev}"
 APP_EXTRAS="${APP_EXTRAS:-docker}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 BASE_TAR_CACHE="${BASE_TAR_CACHE:-}"
@@ -56,10 +59,10 @@ build_base() {
         return
     fi
     command -v debootstrap >/dev/null || { echo "build-images: debootstrap missing (.ci/docker-setup.sh installs it)" >&2; exit 1; }
-    local rootfs
+    # Global, not local: the EXIT trap runs after this function has returned.
     rootfs=$(mktemp -d /tmp/referee-rootfs.XXXXXX)
-    # The trap removes the rootfs even when debootstrap fails halfway.
-    trap 'rm -rf "$rootfs"' RETURN
+    # The trap removes the rootfs even when debootstrap fails halfway and the script exits.
+    trap 'rm -rf "$rootfs"' EXIT
     log "debootstrap --variant=minbase --include=$BASE_PACKAGES bookworm (takes minutes)"
     debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$rootfs" "$DEBIAN_MIRROR" \
         >/tmp/referee-debootstrap.log 2>&1 || {
@@ -97,15 +100,22 @@ build_app() {
     log "built $APP_IMAGE ($(docker image inspect -f '{{.Size}}' "$APP_IMAGE" | numfmt --to=iec))"
 }
 
+build_redis() {
+    log "building $REDIS_IMAGE"
+    docker build -q --build-arg BASE="$BASE_IMAGE" -f containers/redis.Dockerfile -t "$REDIS_IMAGE" containers >/dev/null
+    log "built $REDIS_IMAGE ($(docker image inspect -f '{{.Size}}' "$REDIS_IMAGE" | numfmt --to=iec))"
+}
+
 steps=("$@")
-((${#steps[@]})) || steps=(base sandbox app)
+((${#steps[@]})) || steps=(base sandbox app redis)
 for step in "${steps[@]}"; do
     case "$step" in
     base) build_base ;;
     sandbox) build_sandbox ;;
     app) build_app ;;
+    redis) build_redis ;;
     *)
-        echo "build-images: unknown step '$step' (base, sandbox, app)" >&2
+        echo "build-images: unknown step '$step' (base, sandbox, app, redis)" >&2
         exit 2
         ;;
     esac

@@ -183,7 +183,8 @@ class DockerRunner:
             environment={},
             working_dir="/sandbox",
             hostname="sandbox",
-            labels={"org.referee.role": "sandbox"},
+            # owner: the host (or api container) that made it, so a crashed owner's leftovers can be found.
+            labels={"org.referee.role": "sandbox", "org.referee.owner": socket.gethostname()},
             stop_signal="SIGKILL",
         )
         with self._lock:
