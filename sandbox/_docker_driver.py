@@ -1,11 +1,12 @@
-"""The supervisor that runs *inside* a warm sandbox container, one ``docker exec`` per program.
+"""The supervisor that runs *inside* a warm sandbox container and starts every program there.
 
-This file is never imported by the service: ``sandbox/docker.py`` reads its source and runs it
-with ``python3 -I -S -c`` as uid 65534 in the container, so the sandbox image needs nothing but python3
-and the toolchains. Standard library only; it must run on the image's Python (3.11).
+This file is never imported by the service: ``sandbox/docker.py`` reads its source and starts it once
+per container (one long-lived ``docker exec``) with ``python3 -I -S -c`` as uid 65534, so the sandbox
+image needs nothing but python3 and the toolchains. Standard library only; it must run on the image's
+Python (3.11).
 
-Protocol: stdin carries one JSON request (base64 for bytes); the supervisor answers with one line on
-stdout, ``<nonce> <json>``. The nonce is random per run and lives only in this process's memory, which
+Protocol, on the exec's stdin/stdout: the host sends a 4-byte big-endian length and a JSON request
+(base64 for bytes); the supervisor answers each with one line on stdout, ``<nonce> <json>``. The nonce is random per run and lives only in this process's memory, which
 the program cannot read (the supervisor makes itself non-dumpable, so ``/proc/<pid>/{mem,fd}`` are
 closed to the same uid), so a program writing into our stdout cannot forge a result.
 
@@ -24,7 +25,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 WORKDIR = "/sandbox"
@@ -199,12 +199,8 @@ def b64(data):
     return base64.b64encode(data).decode("ascii")
 
 
-def main():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0: /proc/<us>/{mem,fd,environ} closed to the program
-    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: double-forked daemons stay our children
-    request = json.loads(sys.stdin.buffer.read())
-    nonce = request["nonce"]
+def handle(request):
+    """Run one request; the result dict is what the host turns into an ``Execution``."""
     lim = request["limits"]
     result = {}
     try:
@@ -214,8 +210,7 @@ def main():
         files[request["source_name"]] = request["source"]
         for name, data in files.items():
             if not safe_name(name):
-                result = {"status": "sandbox_error", "message": f"refused file name {name!r}"}
-                return
+                return {"status": "sandbox_error", "message": f"refused file name {name!r}"}
             path = os.path.join(WORKDIR, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as fh:
@@ -236,14 +231,13 @@ def main():
             os.close(null)
             compile_output = out + err
             if st == "timeout" or code != 0:
-                result = {
+                return {
                     "status": "compile_error",
                     "exit_code": code,
                     "wall_time_s": wall,
                     "compile_output": b64(compile_output[:cap]),
                     "message": "compilation timed out" if st == "timeout" else "compilation failed",
                 }
-                return
             kill_others()
         stdin_fd = os.memfd_create("stdin")
         os.write(stdin_fd, base64.b64decode(request["stdin"]))
@@ -284,8 +278,33 @@ def main():
     finally:
         kill_others()
         wipe()
-        sys.stdout.write(nonce + " " + json.dumps(result) + "\n")
-        sys.stdout.flush()
+    return result
+
+
+def read_exactly(n):
+    data = bytearray()
+    while len(data) < n:
+        chunk = os.read(0, n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def main():
+    """Serve requests until stdin closes: 4-byte big-endian length + JSON in, one line out per request."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0: /proc/<us>/{mem,fd,environ} closed to the program
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: double-forked daemons stay our children
+    kill_others()
+    wipe()
+    while True:
+        header = read_exactly(4)
+        if header is None:
+            return
+        request = json.loads(read_exactly(int.from_bytes(header, "big")))
+        result = handle(request)
+        os.write(1, (request["nonce"] + " " + json.dumps(result) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
-"""The ``docker`` sandbox backend: a pool of warm, locked-down containers, one ``docker exec`` per run.
+"""The ``docker`` sandbox backend: a pool of warm, locked-down containers with a supervisor in each.
 
 Each container is created once from the sandbox image (``containers/sandbox.Dockerfile``) with no network,
 a read-only root, tmpfs scratch space, no capabilities, ``no-new-privileges``, uid 65534 and cgroup
-limits on memory (swap equal to memory: none), processes and CPU. A run execs a small supervisor
-(``_docker_driver.py``) inside it, which wipes the scratch space and kills every leftover process before
-and after the program, applies rlimits and the wall-time and output caps. The host keeps its own
+limits on memory (swap equal to memory: none), processes and CPU. One long-lived ``docker exec`` per
+container runs a small supervisor (``_docker_driver.py``); each run is a request to it. It wipes the
+scratch space and kills every leftover process before and after the program, applies rlimits and the
+wall-time and output caps. The host keeps its own
 deadline: if the supervisor does not answer in time (a program stopped or killed it) the container is
 killed and replaced, so nothing a program does can outlive its run.
 
-Costs, measured on a 2-core machine: creating a container ~0.3-0.5 s (paid at start and on recycling),
-one exec ~60-100 ms plus the program itself.
+Costs, measured on a 2-core machine: creating a container and its supervisor ~0.3-0.5 s (paid at start
+and on recycling); a run then costs one round trip to the supervisor plus the program itself.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class _Warm:
     container_id: str
     memory_mb: int
     pids: int
+    supervisor: _Stream | None = None  # the long-lived exec the runs are sent to
 
 
 class DockerRunner:
@@ -189,9 +191,30 @@ class DockerRunner:
         )
         with self._lock:
             self._all.add(container.id)
-        return _Warm(container.id, memory_mb, pids)
+        warm = _Warm(container.id, memory_mb, pids)
+        try:
+            warm.supervisor = self._start_supervisor(container.id)
+        except Exception:
+            self._discard(warm)
+            raise
+        return warm
+
+    def _start_supervisor(self, container_id: str) -> _Stream:
+        """One exec per container for its whole life: runs cost a round trip, not an exec + interpreter."""
+        exec_id = self._api.exec_create(
+            container_id,
+            ["python3", "-I", "-S", "-c", _DRIVER_SOURCE],
+            stdin=True,
+            user=SANDBOX_UID,
+            workdir="/sandbox",
+            environment={},
+        )["Id"]
+        sock = self._api.exec_start(exec_id, socket=True)
+        return _Stream(getattr(sock, "_sock", sock))
 
     def _discard(self, warm: _Warm) -> None:
+        if warm.supervisor is not None:
+            warm.supervisor.close()
         with self._lock:
             self._all.discard(warm.container_id)
         try:
@@ -270,20 +293,12 @@ class DockerRunner:
         }
         budget = limits.wall_time_s + (limits.compile_time_s if lang.compile else 0.0) + _HOST_SLACK_S
         started = time.monotonic()
-        exec_id = self._api.exec_create(
-            warm.container_id,
-            ["python3", "-I", "-S", "-c", _DRIVER_SOURCE],
-            stdin=True,
-            user=SANDBOX_UID,
-            workdir="/sandbox",
-            environment={},
-        )["Id"]
-        sock = self._api.exec_start(exec_id, socket=True)
-        raw: socket.socket = getattr(sock, "_sock", sock)
+        stream = warm.supervisor
+        assert stream is not None
+        body = json.dumps(request).encode()
         try:
-            raw.sendall(json.dumps(request).encode())
-            raw.shutdown(socket.SHUT_WR)
-            stdout, stderr = _read_frames(raw, started + budget)
+            stream.send(len(body).to_bytes(4, "big") + body)
+            line = stream.read_line(nonce.encode() + b" ", started + budget)
         except TimeoutError:
             # The supervisor did not answer: the program stopped it or outran it. Kill the container.
             return (
@@ -297,10 +312,9 @@ class DockerRunner:
                 ),
                 False,
             )
-        finally:
-            raw.close()
+        except OSError:
+            line = None  # the exec's connection broke: the supervisor is gone
         wall = time.monotonic() - started
-        line = next((ln for ln in stdout.splitlines() if ln.startswith(nonce.encode() + b" ")), None)
         if line is None:
             # The supervisor died before answering: only a program can do that (kill -9 -1, or its
             # parent). The container is replaced; the run counts as the program's failure.
@@ -309,13 +323,13 @@ class DockerRunner:
                     status="runtime_error",
                     exit_code=None,
                     stdout="",
-                    stderr=stderr[-2000:].decode("utf-8", "replace"),
+                    stderr=stream.stderr_tail().decode("utf-8", "replace"),
                     wall_time_s=wall,
                     message="the program killed the sandbox supervisor",
                 ),
                 False,
             )
-        result = json.loads(line[len(nonce) + 1 :])
+        result = json.loads(line)
         return _to_execution(result), result.get("status") != "sandbox_error"
 
     def close(self) -> None:
@@ -324,6 +338,13 @@ class DockerRunner:
         with self._lock:
             ids = list(self._all)
             self._all.clear()
+        while True:
+            try:
+                warm = self._pool.get_nowait()
+            except queue.Empty:
+                break
+            if warm.supervisor is not None:
+                warm.supervisor.close()
         for cid in ids:
             try:
                 self._api.remove_container(cid, force=True)
@@ -338,33 +359,57 @@ class DockerRunner:
         self.close()
 
 
-def _read_frames(raw: socket.socket, deadline: float) -> tuple[bytes, bytes]:
-    """Read Docker's multiplexed exec stream (8-byte headers: stream, 0, 0, 0, big-endian length)."""
-    streams = {1: bytearray(), 2: bytearray()}
-    pending = bytearray()
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        raw.settimeout(left)
+class _Stream:
+    """The host end of a supervisor's exec: Docker's multiplexed stream (8-byte frame headers: stream
+    id, three zero bytes, big-endian length) read frame by frame, stdout split into lines."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._pending = bytearray()
+        self._stdout = bytearray()
+        self._stderr = bytearray()
+
+    def send(self, data: bytes) -> None:
+        self._sock.settimeout(_HOST_SLACK_S)
+        self._sock.sendall(data)
+
+    def read_line(self, prefix: bytes, deadline: float) -> bytes | None:
+        """The next stdout line starting with ``prefix`` (without it); ``None`` at end of stream.
+
+        Raises:
+            TimeoutError: no such line before ``deadline`` (``time.monotonic()``).
+        """
+        while True:
+            while (end := self._stdout.find(b"\n")) >= 0:
+                line = bytes(self._stdout[:end])
+                del self._stdout[: end + 1]
+                if line.startswith(prefix):
+                    return line[len(prefix) :]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self._sock.settimeout(left)
+            chunk = self._sock.recv(1 << 16)  # raises TimeoutError (socket.timeout) at the deadline
+            if not chunk:
+                return None
+            self._pending += chunk
+            while len(self._pending) >= 8:
+                kind, size = struct.unpack(">BxxxL", self._pending[:8])
+                if len(self._pending) < 8 + size:
+                    break
+                target = self._stdout if kind == 1 else self._stderr
+                target += self._pending[8 : 8 + size]
+                del self._pending[: 8 + size]
+            del self._stderr[:-4096]  # the supervisor's own stderr: keep the tail for diagnostics
+
+    def stderr_tail(self) -> bytes:
+        return bytes(self._stderr[-2000:])
+
+    def close(self) -> None:
         try:
-            chunk = raw.recv(1 << 16)
-        except TimeoutError:
-            raise
-        except OSError as exc:
-            if isinstance(exc, socket.timeout):
-                raise TimeoutError from exc
-            raise
-        if not chunk:
-            break
-        pending += chunk
-        while len(pending) >= 8:
-            kind, size = struct.unpack(">BxxxL", pending[:8])
-            if len(pending) < 8 + size:
-                break
-            streams.setdefault(kind, bytearray()).extend(pending[8 : 8 + size])
-            del pending[: 8 + size]
-    return bytes(streams[1]), bytes(streams[2])
+            self._sock.close()
+        except OSError:
+            pass
 
 
 def _to_execution(result: dict[str, Any]) -> Execution:
