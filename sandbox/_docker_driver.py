@@ -80,8 +80,18 @@ def wipe():
                     os.unlink(path)
             except OSError:
                 pass
-    # System V IPC objects outlive their processes; POSIX queues and shm live in /dev/{mqueue,shm}.
-    subprocess.run(["ipcrm", "--all"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    # System V IPC objects outlive their processes (POSIX queues and shm live in /dev/{mqueue,shm}).
+    # Start `ipcrm` only when there is something to remove: it is a process start per run otherwise.
+    if any(sysv_ipc_in_use(kind) for kind in ("shm", "sem", "msg")):
+        subprocess.run(["ipcrm", "--all"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def sysv_ipc_in_use(kind):
+    try:
+        with open(f"/proc/sysvipc/{kind}") as fh:
+            return len(fh.read().splitlines()) > 1  # a header line, then one line per object
+    except OSError:
+        return True  # cannot tell: clean up anyway
 
 
 def safe_name(name):
@@ -204,8 +214,8 @@ def handle(request):
     lim = request["limits"]
     result = {}
     try:
-        kill_others()
-        wipe()
+        # The previous run ended with kill_others() + wipe() (and the first started after them), so
+        # the container is clean here; a supervisor that died mid-run took its container with it.
         files = dict(request["files"])
         files[request["source_name"]] = request["source"]
         for name, data in files.items():

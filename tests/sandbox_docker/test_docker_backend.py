@@ -219,6 +219,11 @@ for path in ["/sandbox/left.txt", "/tmp/left.txt", "/dev/shm/left.txt"]:
     open(path, "w").write("x")
 os.makedirs("/sandbox/ro/deep")
 os.chmod("/sandbox/ro", 0o500)
+# System V IPC objects and POSIX shared memory outlive their processes
+import ctypes
+from multiprocessing import shared_memory
+assert ctypes.CDLL(None).shmget(0, 4096, 0o1600) >= 0  # IPC_PRIVATE, IPC_CREAT | 0600
+shared_memory.SharedMemory(name="left", create=True, size=4096)
 # a double-forked daemon that would keep running
 if os.fork() == 0:
     os.setsid()
@@ -238,14 +243,15 @@ for pid in os.listdir("/proc"):
             procs.append(open(f"/proc/{pid}/cmdline").read())
         except OSError:
             pass
-print(found, procs, sorted(os.listdir("/sandbox")))
+ipc = [line for kind in ("shm", "sem", "msg") for line in open(f"/proc/sysvipc/{kind}").read().splitlines()[1:]]
+print(found, procs, sorted(os.listdir("/sandbox")), ipc, os.listdir("/dev/shm"))
 """
     # Both containers of the pool get planted, so the look-up cannot dodge to a clean one.
     for _ in range(2):
         assert py(runner, plant).stdout == "planted\n"
     for _ in range(2):
         ex = py(runner, look)
-        assert ex.stdout == "[] [] ['main.py']\n", ex.stdout + ex.stderr
+        assert ex.stdout == "[] [] ['main.py'] [] []\n", ex.stdout + ex.stderr
 
 
 def test_killing_the_supervisor_costs_the_program_not_the_pool(runner: DockerRunner) -> None:
