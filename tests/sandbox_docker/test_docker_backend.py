@@ -126,7 +126,34 @@ def test_output_is_capped_and_the_run_killed(runner: DockerRunner) -> None:
 def test_file_size_is_capped(runner: DockerRunner) -> None:
     limits = Limits(wall_time_s=3.0, max_file_bytes=1 << 20)
     ex = py(runner, "open('big', 'wb').write(b'x' * (4 << 20))", limits=limits)
-    assert ex.status != "ok"
+    # CPython ignores SIGXFSZ, so the write fails with EFBIG instead of the process being killed.
+    assert ex.status == "runtime_error" and "File too large" in ex.stderr
+    assert py(runner, "open('small', 'wb').write(b'x' * 1000)\nprint('ok')", limits=limits).stdout == "ok\n"
+
+
+def test_filling_the_scratch_disk_fails_the_program_only(runner: DockerRunner) -> None:
+    fill = "for i in range(100):\n    open(f'f{i}', 'wb').write(b'x' * (8 << 20))"
+    ex = py(runner, fill, limits=Limits(wall_time_s=10.0))
+    assert ex.status == "runtime_error" and "No space left on device" in ex.stderr
+    ex = py(runner, "open('again', 'wb').write(b'x' * (8 << 20))\nprint('room')")
+    assert ex.stdout == "room\n"
+
+
+def test_concurrent_programs_cannot_see_each_other(runner: DockerRunner) -> None:
+    writer = (
+        "import time\nopen('/sandbox/mine.txt', 'w').write('secret of run A')\ntime.sleep(1.5)\nprint('done')"
+    )
+    reader = (
+        "import glob, time\ntime.sleep(0.5)\n"
+        "print(sorted(glob.glob('/sandbox/*') + glob.glob('/tmp/*') + glob.glob('/dev/shm/*')))"
+    )
+    with_threads: list[Execution] = []
+    t = threading.Thread(target=lambda: with_threads.append(py(runner, writer)))
+    t.start()
+    seen = py(runner, reader)
+    t.join(30)
+    assert with_threads[0].stdout == "done\n"
+    assert seen.stdout == "['/sandbox/main.py']\n"
 
 
 def test_fork_bomb_is_contained_and_the_pool_recovers(runner: DockerRunner) -> None:
