@@ -2,7 +2,7 @@
 #
 #   api             referee serve --host 0.0.0.0 --port 8000            (the default CMD)
 #   sandbox-worker  referee sandbox-worker   (Redis-stream consumer; coming with the lead's worker)
-#   grpo-worker     referee grpo-worker      (needs torch: build with --build-arg EXTRAS=docker,grpo)
+#   grpo-worker     referee grpo-worker      (needs torch: --build-arg EXTRAS=docker,langdetect,grpo)
 #
 # No registry: BASE is a local image made by .ci/build-images.sh (debootstrap + docker import).
 #   docker build --build-arg BASE=local/debian-python:bookworm -t referee:dev .
@@ -11,9 +11,9 @@
 ARG BASE=local/debian-python:bookworm
 FROM ${BASE}
 
-# Which extras of the distribution to install: "docker" (docker SDK, for the docker sandbox backend)
-# for api and sandbox-worker; "docker,grpo" for a GPU grpo-worker image.
-ARG EXTRAS=docker
+# Which extras of the distribution to install: "docker" (the SDK of the docker sandbox backend) and
+# "langdetect" (the language reward) for api and sandbox-worker; add "grpo" for a GPU grpo-worker image.
+ARG EXTRAS=docker,langdetect
 # Debian packages the sandbox-worker role runs programs with (bubblewrap isolates each one). An image
 # for the api or grpo roles alone can drop them: --build-arg TOOLCHAINS="".
 ARG TOOLCHAINS="g++ nodejs bubblewrap"

@@ -20,7 +20,7 @@
 #   SANDBOX_IMAGE   tag of the sandbox image         (default referee-sandbox:dev)
 #   APP_IMAGE       tag of the service image         (default referee:dev)
 #   REDIS_IMAGE     tag of the redis image           (default referee-redis:dev)
-#   APP_EXTRAS      pip extras in the service image  (default docker; "docker,grpo" adds torch==2.13.0)
+#   APP_EXTRAS      pip extras in the service image  (default docker,langdetect; add ",grpo" for torch==2.13.0)
 #   DEBIAN_MIRROR   debootstrap mirror               (default http://deb.debian.org/debian)
 #   BASE_TAR_CACHE  optional path of a rootfs tarball: reused when present, written after debootstrap
 #   EXTRA_CA_DIR    *.crt files the base image should trust besides Debian's bundle, e.g. a TLS-
@@ -32,7 +32,7 @@ BASE_IMAGE="${BASE_IMAGE:-local/debian-python:bookworm}"
 SANDBOX_IMAGE="${SANDBOX_IMAGE:-referee-sandbox:dev}"
 APP_IMAGE="${APP_IMAGE:-referee:dev}"
 REDIS_IMAGE="${REDIS_IMAGE:-referee-redis:dev}"
-APP_EXTRAS="${APP_EXTRAS:-docker}"
+APP_EXTRAS="${APP_EXTRAS:-docker,langdetect}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 BASE_TAR_CACHE="${BASE_TAR_CACHE:-}"
 EXTRA_CA_DIR="${EXTRA_CA_DIR-/usr/local/share/ca-certificates}"
