@@ -64,7 +64,21 @@ def kill_others():
             continue
 
 
+def remove_tree(path):
+    # A program may leave directories without write or search permission at any depth: open them
+    # up on the way down (os.walk lists a directory only after we chmod-ed it from its parent).
+    os.chmod(path, 0o700)
+    for root, dirs, _ in os.walk(path):
+        for name in dirs:
+            try:
+                os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
+            except OSError:
+                pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def wipe():
+    """Empty every writable place; False if something could not be removed (the host then recycles)."""
     for top in SCRATCH:
         try:
             entries = os.listdir(top)
@@ -74,8 +88,7 @@ def wipe():
             path = os.path.join(top, name)
             try:
                 if os.path.isdir(path) and not os.path.islink(path):
-                    os.chmod(path, 0o700)  # a program may have made its own directory read-only
-                    shutil.rmtree(path, ignore_errors=True)
+                    remove_tree(path)
                 else:
                     os.unlink(path)
             except OSError:
@@ -84,6 +97,13 @@ def wipe():
     # Start `ipcrm` only when there is something to remove: it is a process start per run otherwise.
     if any(sysv_ipc_in_use(kind) for kind in ("shm", "sem", "msg")):
         subprocess.run(["ipcrm", "--all"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    clean = not any(sysv_ipc_in_use(kind) for kind in ("shm", "sem", "msg"))
+    for top in SCRATCH:
+        try:
+            clean = clean and not os.listdir(top)
+        except OSError:
+            pass
+    return clean
 
 
 def sysv_ipc_in_use(kind):
@@ -287,7 +307,8 @@ def handle(request):
         result = {"status": "sandbox_error", "message": f"supervisor: {type(exc).__name__}: {exc}"}
     finally:
         kill_others()
-        wipe()
+        if not wipe():
+            result["recycle"] = True  # something survived the wipe: the host replaces the container
     return result
 
 

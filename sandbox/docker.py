@@ -330,7 +330,8 @@ class DockerRunner:
                 False,
             )
         result = json.loads(line)
-        return _to_execution(result), result.get("status") != "sandbox_error"
+        keep = result.get("status") != "sandbox_error" and not result.get("recycle", False)
+        return _to_execution(result), keep
 
     def close(self) -> None:
         """Remove every container this runner created."""

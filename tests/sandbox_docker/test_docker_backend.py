@@ -244,8 +244,13 @@ def test_nothing_persists_between_runs(runner: DockerRunner) -> None:
 import os, subprocess
 for path in ["/sandbox/left.txt", "/tmp/left.txt", "/dev/shm/left.txt"]:
     open(path, "w").write("x")
-os.makedirs("/sandbox/ro/deep")
+os.makedirs("/sandbox/ro/deep/deeper")
+open("/sandbox/ro/deep/deeper/f", "w").write("x")
+os.chmod("/sandbox/ro/deep/deeper", 0o000)
+os.chmod("/sandbox/ro/deep", 0o500)
 os.chmod("/sandbox/ro", 0o500)
+os.makedirs("/tmp/closed/inner")
+os.chmod("/tmp/closed", 0o000)
 # System V IPC objects and POSIX shared memory outlive their processes
 import ctypes
 from multiprocessing import shared_memory
@@ -262,7 +267,8 @@ print("planted")
 """
     look = """
 import os
-found = [p for p in ["/sandbox/left.txt", "/tmp/left.txt", "/dev/shm/left.txt", "/sandbox/ro"] if os.path.exists(p)]
+found = [p for p in ["/sandbox/left.txt", "/tmp/left.txt", "/dev/shm/left.txt", "/sandbox/ro", "/tmp/closed"]
+         if os.path.lexists(p)]
 procs = []
 for pid in os.listdir("/proc"):
     if pid.isdigit() and int(pid) not in (1, os.getpid(), os.getppid()):
