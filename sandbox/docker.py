@@ -333,6 +333,11 @@ class DockerRunner:
         keep = result.get("status") != "sandbox_error" and not result.get("recycle", False)
         return _to_execution(result), keep
 
+    def containers(self) -> frozenset[str]:
+        """Ids of the containers this runner holds now (replaced ones drop out)."""
+        with self._lock:
+            return frozenset(self._all)
+
     def close(self) -> None:
         """Remove every container this runner created."""
         self._closed = True

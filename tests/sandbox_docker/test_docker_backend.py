@@ -280,11 +280,14 @@ ipc = [line for kind in ("shm", "sem", "msg") for line in open(f"/proc/sysvipc/{
 print(found, procs, sorted(os.listdir("/sandbox")), ipc, os.listdir("/dev/shm"))
 """
     # Both containers of the pool get planted, so the look-up cannot dodge to a clean one.
+    containers = runner.containers()
     for _ in range(2):
         assert py(runner, plant).stdout == "planted\n"
     for _ in range(2):
         ex = py(runner, look)
         assert ex.stdout == "[] [] ['main.py'] [] []\n", ex.stdout + ex.stderr
+    # ...and the supervisor's wipe did it, not the safety net of replacing the containers.
+    assert runner.containers() == containers
 
 
 def test_killing_the_supervisor_costs_the_program_not_the_pool(runner: DockerRunner) -> None:
@@ -292,8 +295,11 @@ def test_killing_the_supervisor_costs_the_program_not_the_pool(runner: DockerRun
         "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
         "import os\nos.system('kill -9 -1')",
     ]:
+        before = runner.containers()
         ex = py(runner, src)
         assert ex.status == "runtime_error" and "supervisor" in ex.message
+        after = runner.containers()
+        assert len(after) == 2 and len(after - before) == 1  # the broken container was replaced
     assert py(runner, "print('alive')").stdout == "alive\n"
 
 
@@ -336,7 +342,7 @@ def test_close_removes_the_containers(docker_ready: None) -> None:
     before = containers_of_this_image()
     r = DockerRunner(IMAGE, pool_size=1)
     mine = containers_of_this_image() - before
-    assert len(mine) == 1
+    assert len(mine) == 1 and r.containers() == mine
     r.close()
     assert not (containers_of_this_image() & mine)
     assert r.run(Program("python", "print(1)"), FAST).status == "sandbox_error"
