@@ -356,3 +356,46 @@ def test_missing_image_is_a_clear_error(docker_ready: None) -> None:
 def test_missing_daemon_is_a_clear_error() -> None:
     with pytest.raises(DockerSandboxError, match="Docker daemon"):
         DockerRunner(base_url="unix:///nonexistent/docker.sock")
+
+
+def test_the_supervisor_is_out_of_reach(runner: DockerRunner) -> None:
+    """Its memory holds the nonce that authenticates results: no reading it, no writing as it."""
+    src = """
+import ctypes, os
+sup = os.getppid()
+for path, mode in [(f"/proc/{sup}/mem", "rb"), (f"/proc/{sup}/environ", "rb"), (f"/proc/{sup}/fd/1", "wb"),
+                   (f"/proc/{sup}/fd/0", "rb")]:
+    try:
+        with open(path, mode) as fh:
+            fh.write(b"x") if "w" in mode else fh.read(16)
+        print("OPEN", path)
+    except OSError as exc:
+        print("denied", path, exc.errno)
+libc = ctypes.CDLL(None, use_errno=True)
+print("ptrace", libc.ptrace(16, sup, None, None), ctypes.get_errno())  # PTRACE_ATTACH
+"""
+    ex = py(runner, src)
+    assert ex.status == "ok", ex.stderr
+    assert "OPEN" not in ex.stdout
+    assert "ptrace -1 1" in ex.stdout  # EPERM
+
+
+def test_memory_spread_over_processes_hits_the_container_limit(runner: DockerRunner) -> None:
+    src = """
+import os
+pids = []
+for _ in range(6):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(200 << 20)  # under the per-process limit, over the total with six of them
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        import time; time.sleep(2)
+        os._exit(0)
+    pids.append(pid)
+codes = [os.waitpid(p, 0)[1] for p in pids]
+raise SystemExit(0 if all(c == 0 for c in codes) else 1)
+"""
+    ex = py(runner, src, limits=Limits(wall_time_s=15.0, cpu_time_s=15.0, memory_mb=256))
+    assert ex.status == "memory", (ex.status, ex.exit_code, ex.stderr[-300:])
+    assert py(runner, "print('alive')").stdout == "alive\n"
