@@ -11,7 +11,7 @@ import pytest
 
 from sandbox.docker import DockerRunner, DockerSandboxError
 from sandbox.types import Execution, Limits, Program
-from tests.sandbox_docker.conftest import IMAGE, SECRET
+from tests.sandbox_docker.support import IMAGE, SECRET
 
 pytestmark = pytest.mark.docker
 
