@@ -150,8 +150,12 @@ class DockerRunner:
         self._all: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
-        for _ in range(pool_size):
-            self._pool.put(self._create())
+        try:
+            for _ in range(pool_size):
+                self._pool.put(self._create())
+        except Exception as exc:
+            self.close()  # the containers made so far must not outlive a runner that never started
+            raise DockerSandboxError(f"could not start sandbox containers from {image!r}: {exc}") from exc
 
     # -- containers ---------------------------------------------------------------------------------
 
@@ -159,10 +163,10 @@ class DockerRunner:
         memory_mb = self._default.memory_mb + _MEMORY_HEADROOM_MB
         pids = self._default.max_processes + _EXTRA_PIDS
         tmpfs_opts = "rw,nosuid,nodev,uid=65534,gid=65534,mode=0700"
-        container = self._client.containers.run(
+        # create, record, then start: a container that fails to start must still be ours to remove.
+        container = self._client.containers.create(
             self.image,
             command=["sleep", "infinity"],
-            detach=True,
             # No init: pid 1 is the idle `sleep`, which the kernel shields from every signal sent from
             # inside the container (a program's `kill -9 -1` included); tini would exit with its child.
             # The supervisor is the subreaper that reaps what programs leave behind.
@@ -193,6 +197,7 @@ class DockerRunner:
             self._all.add(container.id)
         warm = _Warm(container.id, memory_mb, pids)
         try:
+            container.start()
             warm.supervisor = self._start_supervisor(container.id)
         except Exception:
             self._discard(warm)

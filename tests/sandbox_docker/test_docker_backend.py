@@ -399,3 +399,11 @@ raise SystemExit(0 if all(c == 0 for c in codes) else 1)
     ex = py(runner, src, limits=Limits(wall_time_s=15.0, cpu_time_s=15.0, memory_mb=256))
     assert ex.status == "memory", (ex.status, ex.exit_code, ex.stderr[-300:])
     assert py(runner, "print('alive')").stdout == "alive\n"
+
+
+def test_a_runner_that_cannot_start_leaves_no_container(docker_ready: None) -> None:
+    before = containers_of_this_image()
+    # /sandbox tmpfs of an impossible size: the daemon refuses to create the container.
+    with pytest.raises(DockerSandboxError, match="could not start"):
+        DockerRunner(IMAGE, pool_size=2, scratch_mb=-1)
+    assert containers_of_this_image() <= before
