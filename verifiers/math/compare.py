@@ -1,0 +1,216 @@
+"""Comparing a gold shape with a predicted one; every decision names the rule that made it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from verifiers.math.exact import ExactValue, Gaussian, evaluate
+from verifiers.math.guards import GuardError, check_text
+from verifiers.math.structure import Shape, is_infinite
+from verifiers.math.symbolic import expressions_equal, is_plain_expr, objects_equal, parse_latex
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a comparison needs besides the two shapes."""
+
+    rel_tolerance: float
+    allow_decimal_approx: bool
+    gold_degrees: bool = False
+    pred_degrees: bool = False
+    gold_percent: bool = False
+    pred_percent: bool = False
+    max_chars: int = 400
+
+
+@dataclass(frozen=True)
+class Decision:
+    ok: bool
+    rule: str
+
+
+_DECIMAL_LITERAL = re.compile(r"\d\.\d|(?<!\d)\.\d")
+
+
+def _round_half_away(x: Fraction, digits: int) -> Fraction:
+    scale = 10**digits
+    n = abs(x) * scale
+    r = int(n + Fraction(1, 2))
+    return Fraction(r if x >= 0 else -r, scale)
+
+
+def _within(g: Fraction, p: Fraction, rel: float) -> bool:
+    return abs(p - g) <= Fraction(rel) * abs(g) if g != 0 else p == 0
+
+
+def _numbers_equal(ge: ExactValue, pe: ExactValue, ctx: Context) -> Decision:
+    g, p = ge.value, pe.value
+    if g == p:
+        return Decision(True, "exact")
+    if ge.has_decimal:
+        # An inexact gold: the prediction rounds to it at the gold's precision, or lies within tolerance.
+        parts = ((g.re, p.re), (g.im, p.im))
+        if all(_round_half_away(pv, ge.decimals) == gv for gv, pv in parts):
+            return Decision(True, "rounds_to_decimal_gold")
+        if all(_within(gv, pv, ctx.rel_tolerance) for gv, pv in parts):
+            return Decision(True, "within_tolerance_of_decimal_gold")
+        return Decision(False, "decimal_gold_mismatch")
+    if pe.has_decimal and ctx.allow_decimal_approx:
+        if _within(g.re, p.re, ctx.rel_tolerance) and _within(g.im, p.im, ctx.rel_tolerance):
+            return Decision(True, "decimal_approximation_allowed")
+    if pe.has_decimal:
+        return Decision(False, "decimal_approximation_of_exact_gold")
+    return Decision(False, "exact")
+
+
+def _symbolic(gold_text: str, pred_text: str, ctx: Context, *, inexact_gold: bool) -> Decision:
+    try:
+        check_text(pred_text, max_chars=ctx.max_chars)
+        g = parse_latex(gold_text)
+        p = parse_latex(pred_text)
+    except GuardError as e:
+        return Decision(False, f"guard: {e}")
+    if g is None:
+        return Decision(False, "gold_unparsed")
+    if p is None:
+        return Decision(False, "answer_unparsed")
+    if is_plain_expr(g) and is_plain_expr(p):
+        pred_decimal = bool(_DECIMAL_LITERAL.search(pred_text))
+        tol = ctx.rel_tolerance if inexact_gold or (pred_decimal and ctx.allow_decimal_approx) else None
+        same = expressions_equal(g, p, rel_tolerance=tol)
+        if same is not None:
+            if not same and pred_decimal and tol is None:
+                return Decision(False, "symbolic: decimal_approximation_of_exact_gold")
+            return Decision(same, "symbolic_numeric" if tol is None else "symbolic_within_tolerance")
+    return Decision(objects_equal(g, p), "math_verify")
+
+
+def values_equal(gold_text: str, pred_text: str, ctx: Context) -> Decision:
+    """Compare two single values: the exact fast path first, then sympy."""
+    if gold_text == pred_text:
+        return Decision(True, "same_text")
+    if is_infinite(gold_text) or is_infinite(pred_text):
+        g, p = gold_text.replace(" ", "").lstrip("+"), pred_text.replace(" ", "").lstrip("+")
+        return Decision(g == p, "infinity")
+    try:
+        ge = evaluate(gold_text)
+        pe = evaluate(pred_text)
+    except GuardError as e:
+        return Decision(False, f"guard: {e}")
+    inexact_gold = ge.has_decimal if ge is not None else bool(_DECIMAL_LITERAL.search(gold_text))
+    decision: Decision | None = None
+    if ge is not None and pe is not None:
+        decision = _numbers_equal(ge, pe, ctx)
+        if decision.ok:
+            return decision
+        decision = _units_adjusted(ge, pe, ctx) or decision
+        if decision.ok or not (ctx.gold_degrees or ctx.pred_degrees):
+            return decision
+    else:
+        decision = _symbolic(gold_text, pred_text, ctx, inexact_gold=inexact_gold)
+        if decision.ok:
+            return decision
+    # Degrees on one side only: the other side may be the same angle in radians.
+    if ctx.gold_degrees and not ctx.pred_degrees:
+        alt = _symbolic(
+            f"({gold_text})\\cdot\\frac{{\\pi}}{{180}}", pred_text, ctx, inexact_gold=inexact_gold
+        )
+        if alt.ok:
+            return Decision(True, "degrees_as_radians")
+    if ctx.pred_degrees and not ctx.gold_degrees and "\\pi" in gold_text:
+        alt = _symbolic(
+            gold_text, f"({pred_text})\\cdot\\frac{{\\pi}}{{180}}", ctx, inexact_gold=inexact_gold
+        )
+        if alt.ok:
+            return Decision(True, "degrees_as_radians")
+    return decision
+
+
+def _units_adjusted(ge: ExactValue, pe: ExactValue, ctx: Context) -> Decision | None:
+    """``25\\%`` against ``0.25`` (either side): a percent is a hundredth."""
+    hundred = Gaussian(Fraction(100))
+    if ctx.gold_percent and not ctx.pred_percent and ge.value / hundred == pe.value:
+        return Decision(True, "percent_as_fraction")
+    if ctx.pred_percent and not ctx.gold_percent and pe.value / hundred == ge.value:
+        return Decision(True, "percent_as_fraction")
+    return None
+
+
+def _interval_equal(g: Shape, p: Shape, ctx: Context) -> Decision:
+    if p.bracketed_pair:
+        p = Shape("interval", ends=(p.items[0].text, p.items[1].text), closed=(False, False))
+    if p.kind != "interval":
+        return Decision(False, f"interval_vs_{p.kind}")
+    if g.closed != p.closed:
+        return Decision(False, "interval_closedness")
+    for ge, pe in zip(g.ends, p.ends, strict=True):
+        d = values_equal(ge, pe, ctx)
+        if not d.ok:
+            return Decision(False, f"interval_end: {d.rule}")
+    return Decision(True, "interval")
+
+
+def _match_unordered(golds: tuple[Shape, ...], preds: tuple[Shape, ...], ctx: Context) -> bool:
+    if len(golds) != len(preds):
+        return False
+    left = list(preds)
+    for g in golds:
+        for k, p in enumerate(left):
+            if compare(g, p, ctx).ok:
+                del left[k]
+                break
+        else:
+            return False
+    return True
+
+
+def compare(g: Shape, p: Shape, ctx: Context) -> Decision:
+    """Compare a gold shape with a predicted one.
+
+    A single gold value against several predicted values is a hedge and fails; sets compare
+    as multisets, tuples in order, intervals by ends and closedness.
+    """
+    if g.kind == "value":
+        if p.kind == "value":
+            return values_equal(g.text, p.text, ctx)
+        if p.kind in ("set", "tuple") and len(p.items) > 1:
+            return Decision(False, "hedge_or_list_against_single_value")
+        if p.kind in ("set", "tuple") and len(p.items) == 1:
+            return compare(g, p.items[0], ctx)
+        return Decision(False, f"value_vs_{p.kind}")
+    if g.kind == "text":
+        pred_text = " ".join(p.text.lower().split())
+        return Decision(p.kind in ("text", "value") and pred_text == g.text, "text")
+    if g.kind == "set":
+        if p.kind in ("set", "tuple"):
+            if len(p.items) != len(g.items):
+                return Decision(False, "set_size_differs")
+            return Decision(_match_unordered(g.items, p.items, ctx), "set")
+        if len(g.items) == 1:
+            return compare(g.items[0], p, ctx)
+        return Decision(False, f"set_vs_{p.kind}")
+    if g.kind == "tuple":
+        if p.kind == "interval" and g.bracketed_pair:
+            as_interval = Shape("interval", ends=(g.items[0].text, g.items[1].text), closed=(False, False))
+            return _interval_equal(as_interval, p, ctx)
+        if p.kind not in ("tuple", "set"):
+            return Decision(False, f"tuple_vs_{p.kind}")
+        if len(p.items) != len(g.items):
+            return Decision(False, "tuple_size_differs")
+        for gi, pi in zip(g.items, p.items, strict=True):
+            d = compare(gi, pi, ctx)
+            if not d.ok:
+                return Decision(False, f"tuple_member: {d.rule}")
+        return Decision(True, "tuple")
+    if g.kind == "interval":
+        return _interval_equal(g, p, ctx)
+    if g.kind == "union":
+        items = p.items if p.kind == "union" else (p,)
+        if len(items) != len(g.items):
+            return Decision(False, "union_size_differs")
+        return Decision(_match_unordered(g.items, items, ctx), "union")
+    if g.kind == "relation":
+        return _symbolic(g.text, p.text or "", ctx, inexact_gold=False)
+    return Decision(False, f"unsupported_gold_{g.kind}")

@@ -1,0 +1,159 @@
+"""Isolating the committed final answer of a completion.
+
+Only what the model committed to counts: the ``<answer>`` block, else the last ``\\boxed{}`` /
+``\\fbox{}``, else an explicit "final answer is ..." phrase. The reasoning (``<think>``) is never
+mined for numbers, and a completion cut off mid-reasoning has no answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from verifiers.math.config import AnswerSource
+
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+_ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+_ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
+_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# Explicit commitments outside any tag. Bold markers around the phrase are tolerated, and the
+# phrase must be followed by the answer on the same line.
+_FINAL_PHRASE = re.compile(
+    r"(?:final\s+answer|the\s+answer)\s*(?:is|:)?\s*[:=]?\s*\**\s*:?\s*(?P<ans>[^\n]+)"
+    r"|^\s*\**\s*answer\s*\**\s*:\s*\**(?P<ans2>[^\n]+)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What was committed: ``answers`` holds every committed candidate (several = a hedge)."""
+
+    answers: tuple[str, ...]
+    rule: str
+    truncated: bool = False
+
+
+def _balanced_group(text: str, start: int) -> tuple[str, int] | None:
+    """Content of the brace group whose ``{`` is at ``start``; None when it never closes."""
+    depth = 0
+    for i in range(start, len(text)):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
+            continue
+        if c == "{" and (i == 0 or text[i - 1] != "\\"):
+            depth += 1
+        elif c == "}" and (i == 0 or text[i - 1] != "\\"):
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i], i + 1
+    return None
+
+
+def boxed_contents(text: str) -> tuple[list[str], bool]:
+    """All ``\\boxed{...}``/``\\fbox{...}`` contents in order, and whether one was left unclosed."""
+    out: list[str] = []
+    pos = 0
+    while True:
+        m = _BOX.search(text, pos)
+        if m is None:
+            return out, False
+        group = _balanced_group(text, m.end() - 1)
+        if group is None:
+            return out, True
+        out.append(group[0])
+        pos = group[1]
+
+
+def _strip_reasoning(completion: str) -> tuple[str, bool]:
+    """Text after the reasoning, and whether the reasoning was left unfinished."""
+    closes = list(_THINK_CLOSE.finditer(completion))
+    if closes:
+        tail = completion[closes[-1].end() :]
+        # A fresh <think> after the last </think> is reasoning again, never finished.
+        return tail, bool(_THINK_OPEN.search(tail))
+    if _THINK_OPEN.search(completion):
+        return "", True
+    return completion, False
+
+
+def _distinct(values: list[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for v in values:
+        seen.setdefault(" ".join(v.split()), None)
+    return tuple(seen)
+
+
+def _from_answer_tag(text: str) -> Extraction | None:
+    blocks = _ANSWER_BLOCK.findall(text)
+    if not blocks:
+        if _ANSWER_OPEN.search(text):
+            return Extraction((), "answer_tag_unclosed", truncated=True)
+        return None
+    answers: list[str] = []
+    for block in blocks:
+        boxes, unclosed = boxed_contents(block)
+        if unclosed:
+            return Extraction((), "answer_tag_box_unclosed", truncated=True)
+        if boxes:
+            answers.extend(_distinct(boxes))
+        else:
+            answers.append(block.strip())
+    return Extraction(_distinct(answers), "answer_tag")
+
+
+def _from_boxes(text: str) -> Extraction | None:
+    boxes, unclosed = boxed_contents(text)
+    if unclosed:
+        return Extraction((), "boxed_unclosed", truncated=True)
+    if not boxes:
+        return None
+    return Extraction(_distinct(boxes), "boxed")
+
+
+def _from_phrase(text: str) -> Extraction | None:
+    last = None
+    for m in _FINAL_PHRASE.finditer(text):
+        last = m
+    if last is None:
+        return None
+    ans = (last.group("ans") or last.group("ans2") or "").strip()
+    return Extraction((ans,), "final_answer_phrase") if ans else None
+
+
+def extract_answer(completion: str, source: AnswerSource, *, strict: bool) -> Extraction:
+    """Find the committed final answer(s) of ``completion``.
+
+    Args:
+        completion: the model's whole output.
+        source: ``auto``, ``answer_tag`` or ``boxed`` (see ``MathConfig``).
+        strict: when False, a short completion that is nothing but an answer counts as committed.
+
+    Returns:
+        An ``Extraction``; ``answers`` is empty when nothing was committed.
+
+    >>> extract_answer("<think>6*7=42</think><answer>41</answer>", "auto", strict=True).answers
+    ('41',)
+    """
+    text, unfinished = _strip_reasoning(completion)
+    if unfinished:
+        return Extraction((), "reasoning_unfinished", truncated=True)
+    if source == "answer_tag":
+        return _from_answer_tag(text) or Extraction((), "no_answer_tag")
+    if source == "boxed":
+        return _from_boxes(text) or Extraction((), "no_box")
+    for step in (_from_answer_tag, _from_boxes, _from_phrase):
+        found = step(text)
+        if found is not None:
+            return found
+    bare = text.strip()
+    if not strict and bare and len(bare) <= 40 and "\n" not in bare and not _looks_like_prose(bare):
+        return Extraction((bare,), "bare_completion")
+    return Extraction((), "nothing_committed")
+
+
+def _looks_like_prose(text: str) -> bool:
+    words = re.findall(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", " ", text))
+    return len(words) > 2

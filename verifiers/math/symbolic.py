@@ -1,0 +1,135 @@
+"""The long tail: LaTeX parsed by math-verify into sympy, compared without its rounding.
+
+math-verify is called with its ``signal.alarm`` timeouts off (``parsing_timeout=None``,
+``timeout_seconds=None``): signals only work in a main thread, and the service's worker process
+enforces a hard kill anyway. Our own bounds are the text guards (before parsing), a node limit on
+the parsed tree, and numeric comparison at fixed precision instead of ``simplify``.
+
+Decimal literals are rewritten as exact fractions before parsing, so ``1.41421356`` is a
+rational close to, but not equal to, ``\\sqrt{2}``. Values are compared at 60 significant digits
+with a *relative* tolerance: ``1/2^{99}`` and ``1/2^{98}`` stay apart (math-verify #14).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from typing import Any
+
+import sympy
+from math_verify import parse, verify
+from math_verify.parser import LatexExtractionConfig
+
+from verifiers.math.guards import MAX_SYMPY_NODES, GuardError, count_nodes
+
+# math-verify warns once per process that its timeouts are off; we bound work ourselves.
+for _name in ("math_verify", "math_verify.parser", "math_verify.grader", "math_verify.utils"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
+
+_DIGITS = 60
+_EXACT_REL = sympy.Float(10) ** -40
+_DECIMAL = re.compile(r"(?<![\d.])(\d+)\.(\d+)(?![\d.])")
+_LATEX_CONFIG = (LatexExtractionConfig(),)
+# Points at which expressions with variables are compared (polynomial identity testing).
+_POINTS = (sympy.Rational(7, 13), sympy.Rational(-29, 11), sympy.Rational(53, 7))
+
+
+def _decimals_to_fractions(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        whole, frac = m.group(1), m.group(2)
+        return "(\\frac{%d}{%d})" % (int(whole + frac), 10 ** len(frac))
+
+    return _DECIMAL.sub(repl, text)
+
+
+@lru_cache(maxsize=4096)
+def parse_latex(text: str) -> Any | None:
+    """Parse one (guarded, normalised) answer into a sympy object, or ``None``.
+
+    Cached: a GRPO group shares one gold, and repeated answers are common.
+
+    Raises:
+        GuardError: the parsed tree is larger than the node budget.
+    """
+    source = "\\boxed{" + _decimals_to_fractions(text) + "}"
+    try:
+        found = parse(source, _LATEX_CONFIG, parsing_timeout=None)  # type: ignore[arg-type]
+    except Exception:
+        return None
+    if not found or isinstance(found[0], str):
+        return None
+    obj = found[0]
+    if count_nodes(obj) > MAX_SYMPY_NODES:
+        raise GuardError(f"parsed answer has more than {MAX_SYMPY_NODES} nodes")
+    i = sympy.Symbol("i")
+    if isinstance(obj, sympy.Expr) and i in obj.free_symbols:
+        obj = obj.subs(i, sympy.I)
+    return obj
+
+
+def is_plain_expr(obj: Any) -> bool:
+    """A number or an expression: not a relation, set, tuple or matrix."""
+    return isinstance(obj, sympy.Expr) and not isinstance(obj, sympy.Tuple | sympy.MatrixBase)
+
+
+def _numeric(expr: sympy.Expr, subs: dict[sympy.Symbol, sympy.Rational]) -> complex | None:
+    try:
+        value = (
+            expr.subs(subs).evalf(_DIGITS, maxn=2 * _DIGITS)
+            if subs
+            else expr.evalf(_DIGITS, maxn=2 * _DIGITS)
+        )
+    except Exception:
+        return None
+    if not value.is_number or value.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
+        return None
+    re_part, im_part = value.as_real_imag()
+    if not (re_part.is_Number and im_part.is_Number):
+        return None
+    return value  # type: ignore[return-value]
+
+
+def _close(a: Any, b: Any, rel: Any) -> bool:
+    diff = abs(sympy.N(a - b, _DIGITS))
+    scale = max(abs(sympy.N(a, _DIGITS)), abs(sympy.N(b, _DIGITS)))
+    if scale == 0:
+        return bool(diff == 0)
+    return bool(diff <= rel * scale)
+
+
+def expressions_equal(gold: sympy.Expr, pred: sympy.Expr, *, rel_tolerance: float | None) -> bool | None:
+    """Decide whether two plain expressions are the same value (or function).
+
+    Args:
+        gold, pred: parsed expressions.
+        rel_tolerance: ``None`` to demand exact equality (up to 1e-40 relative at 60 digits),
+            else the relative tolerance allowed.
+
+    Returns:
+        True/False, or None when a value could not be evaluated numerically.
+    """
+    symbols = gold.free_symbols | pred.free_symbols
+    if {s.name for s in gold.free_symbols} != {s.name for s in pred.free_symbols}:
+        return False
+    rel = _EXACT_REL if rel_tolerance is None else sympy.Float(rel_tolerance)
+    ordered = sorted(symbols, key=lambda s: s.name)
+    trials = [dict.fromkeys(ordered, p) for p in _POINTS] if ordered else [{}]
+    if len(ordered) > 1:
+        trials = [{s: _POINTS[(k + j) % len(_POINTS)] + j for j, s in enumerate(ordered)} for k in range(3)]
+    for subs in trials:
+        gv = _numeric(gold, subs)
+        pv = _numeric(pred, subs)
+        if gv is None or pv is None:
+            return None
+        if not _close(gv, pv, rel):
+            return False
+    return True
+
+
+def objects_equal(gold: Any, pred: Any) -> bool:
+    """Structured objects (equations, matrices, sets of expressions) via math-verify's ``verify``."""
+    try:
+        return bool(verify(gold, pred, strict=True, timeout_seconds=None))
+    except Exception:
+        return False
