@@ -203,9 +203,9 @@ def shape_of(text: str, *, keep_relation: bool = False) -> Shape:
         if ineq is not None:
             return ineq
         return Shape("relation", text=text)
-    parts = split_top_level(text)
-    if len(parts) > 1 and all(parts):
-        return _combine([shape_of(p, keep_relation=keep_relation) for p in parts])
+    pieces = split_top_level(text)
+    if len(pieces) > 1 and all(pieces):
+        return _combine([shape_of(p, keep_relation=keep_relation) for p in pieces])
     if keep_relation and "=" in text:
         return Shape("relation", text=text)
     if _WORDS.match(text) and len(text.replace(" ", "")) > 1:

@@ -38,7 +38,7 @@ _POINTS = (sympy.Rational(7, 13), sympy.Rational(-29, 11), sympy.Rational(53, 7)
 def _decimals_to_fractions(text: str) -> str:
     def repl(m: re.Match[str]) -> str:
         whole, frac = m.group(1), m.group(2)
-        return "(\\frac{%d}{%d})" % (int(whole + frac), 10 ** len(frac))
+        return "(\\frac{" + str(int(whole + frac)) + "}{" + str(10 ** len(frac)) + "})"
 
     return _DECIMAL.sub(repl, text)
 
