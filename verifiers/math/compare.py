@@ -9,7 +9,9 @@ from fractions import Fraction
 from verifiers.math.exact import ExactValue, Gaussian, evaluate
 from verifiers.math.guards import GuardError, check_text
 from verifiers.math.structure import Shape, is_infinite
-from verifiers.math.symbolic import expressions_equal, is_plain_expr, objects_equal, parse_latex
+from verifiers.math.symbolic import expressions_equal, is_plain_expr, numeric_value, objects_equal, parse_latex
+
+Pair = tuple[Fraction, Fraction]
 
 
 @dataclass(frozen=True)
@@ -45,21 +47,42 @@ def _within(g: Fraction, p: Fraction, rel: float) -> bool:
     return abs(p - g) <= Fraction(rel) * abs(g) if g != 0 else p == 0
 
 
+def _max_decimals(text: str) -> int:
+    return max((len(m.group(1)) for m in re.finditer(r"\.(\d+)", text)), default=0)
+
+
+def _decimal_gold_rule(g: Pair, p: Pair, gold_decimals: int, pred_decimals: int | None, rel: float) -> Decision:
+    """A decimal gold stands for the values that round to it, when the answer is more precise.
+
+    ``pred_decimals`` is None for an exact answer (``1/3``, ``\\pi``). A decimal answer must carry
+    at least two more places than the gold: ``3.49`` is not accepted for ``3.5``.
+    """
+    if all(_within(gv, pv, rel) for gv, pv in zip(g, p, strict=True)):
+        return Decision(True, "within_tolerance_of_decimal_gold")
+    precise = pred_decimals is None or pred_decimals >= gold_decimals + 2
+    if precise and all(_round_half_away(pv, gold_decimals) == gv for gv, pv in zip(g, p, strict=True)):
+        return Decision(True, "rounds_to_decimal_gold")
+    return Decision(False, "decimal_gold_mismatch")
+
+
+def _approximation_rule(g: Pair, p: Pair, pred_decimals: int, rel: float) -> Decision:
+    """With ``allow_decimal_approx``: the answer is the gold rounded to the answer's places (≥ 2)."""
+    if all(_within(gv, pv, rel) for gv, pv in zip(g, p, strict=True)):
+        return Decision(True, "decimal_approximation_within_tolerance")
+    if pred_decimals >= 2 and all(_round_half_away(gv, pred_decimals) == pv for gv, pv in zip(g, p, strict=True)):
+        return Decision(True, "decimal_approximation_rounds")
+    return Decision(False, "decimal_approximation_too_far")
+
+
 def _numbers_equal(ge: ExactValue, pe: ExactValue, ctx: Context) -> Decision:
     g, p = ge.value, pe.value
     if g == p:
         return Decision(True, "exact")
+    gp, pp = (g.re, g.im), (p.re, p.im)
     if ge.has_decimal:
-        # An inexact gold: the prediction rounds to it at the gold's precision, or lies within tolerance.
-        parts = ((g.re, p.re), (g.im, p.im))
-        if all(_round_half_away(pv, ge.decimals) == gv for gv, pv in parts):
-            return Decision(True, "rounds_to_decimal_gold")
-        if all(_within(gv, pv, ctx.rel_tolerance) for gv, pv in parts):
-            return Decision(True, "within_tolerance_of_decimal_gold")
-        return Decision(False, "decimal_gold_mismatch")
+        return _decimal_gold_rule(gp, pp, ge.decimals, pe.decimals if pe.has_decimal else None, ctx.rel_tolerance)
     if pe.has_decimal and ctx.allow_decimal_approx:
-        if _within(g.re, p.re, ctx.rel_tolerance) and _within(g.im, p.im, ctx.rel_tolerance):
-            return Decision(True, "decimal_approximation_allowed")
+        return _approximation_rule(gp, pp, pe.decimals, ctx.rel_tolerance)
     if pe.has_decimal:
         return Decision(False, "decimal_approximation_of_exact_gold")
     return Decision(False, "exact")
@@ -78,12 +101,18 @@ def _symbolic(gold_text: str, pred_text: str, ctx: Context, *, inexact_gold: boo
         return Decision(False, "answer_unparsed")
     if is_plain_expr(g) and is_plain_expr(p):
         pred_decimal = bool(_DECIMAL_LITERAL.search(pred_text))
-        tol = ctx.rel_tolerance if inexact_gold or (pred_decimal and ctx.allow_decimal_approx) else None
-        same = expressions_equal(g, p, rel_tolerance=tol)
+        if inexact_gold or (pred_decimal and ctx.allow_decimal_approx):
+            gv, pv = numeric_value(g), numeric_value(p)
+            if gv is not None and pv is not None:
+                if inexact_gold:
+                    pred_places = _max_decimals(pred_text) if pred_decimal else None
+                    return _decimal_gold_rule(gv, pv, _max_decimals(gold_text), pred_places, ctx.rel_tolerance)
+                return _approximation_rule(gv, pv, _max_decimals(pred_text), ctx.rel_tolerance)
+        same = expressions_equal(g, p, rel_tolerance=None)
         if same is not None:
-            if not same and pred_decimal and tol is None:
+            if not same and pred_decimal:
                 return Decision(False, "symbolic: decimal_approximation_of_exact_gold")
-            return Decision(same, "symbolic_numeric" if tol is None else "symbolic_within_tolerance")
+            return Decision(same, "symbolic_numeric")
     return Decision(objects_equal(g, p), "math_verify")
 
 

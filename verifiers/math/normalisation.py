@@ -28,6 +28,7 @@ _WRAPPERS = (
     (re.compile(r"\\ge(?:q)?\b"), r"\\geq"),
     (re.compile(r"\\ne(?:q)?\b"), r"\\neq"),
     (re.compile(r"\\infin(?:ity)?\b|∞"), r"\\infty"),
+    (re.compile(r"\\varnothing\b|∅|\\\{\s*\\\}"), r"\\emptyset"),
     (re.compile(r"≤"), r"\\leq "),
     (re.compile(r"≥"), r"\\geq "),
     (re.compile(r"≠"), r"\\neq "),
@@ -46,7 +47,9 @@ _SPACE_GROUP = re.compile(r"^(\d{1,3})((?: \d{3})+)$")
 _COMMA_GROUP = re.compile(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+)(?![\d,]|\.\d)")
 _COMMA_GROUP_DECIMAL = re.compile(r"^-?\d{1,3}(?:,\d{3})+\.\d+$")
 # Units after a plain number: words only, never digits or maths after them.
-_NUMBER_THEN_WORDS = re.compile(r"^(-?\d+(?:\.\d+)?(?:/\d+)?)\s*(?:\\ )?\s*([A-Za-z][A-Za-z .\-]*)$")
+_NUMBER_THEN_WORDS = re.compile(
+    r"^(-?\d+(?:\.\d+)?(?:/\d+)?)\s*(?:\\ )?\s*([A-Za-z][A-Za-z .\-]*(?:\^\{?[23]\}?)?)$"
+)
 _SCALE_WORDS = {
     "thousand",
     "million",
@@ -90,7 +93,7 @@ def _strip_trailing(s: str) -> str:
     while prev != s:
         prev = s
         s = s.strip()
-        s = re.sub(r"(?:\\\\|[.;!?]|\\,|\\ )+$", "", s).strip()
+        s = re.sub(r"(?:\\\\|[.;?]|(?<![\d)}\s])!|\\,|\\ )+$", "", s).strip()
         s = _ANSWER_PREAMBLE.sub("", s)
     return s
 

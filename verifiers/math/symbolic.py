@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -62,9 +63,11 @@ def parse_latex(text: str) -> Any | None:
     obj = found[0]
     if count_nodes(obj) > MAX_SYMPY_NODES:
         raise GuardError(f"parsed answer has more than {MAX_SYMPY_NODES} nodes")
-    i = sympy.Symbol("i")
-    if isinstance(obj, sympy.Expr) and i in obj.free_symbols:
-        obj = obj.subs(i, sympy.I)
+    if isinstance(obj, sympy.Expr):
+        # The parser may give "i" assumptions (real=False); any symbol named i is the unit.
+        units = {s: sympy.I for s in obj.free_symbols if getattr(s, "name", "") == "i"}
+        if units:
+            obj = obj.subs(units)
     return obj
 
 
@@ -125,6 +128,19 @@ def expressions_equal(gold: sympy.Expr, pred: sympy.Expr, *, rel_tolerance: floa
         if not _close(gv, pv, rel):
             return False
     return True
+
+
+def numeric_value(expr: Any) -> tuple[Fraction, Fraction] | None:
+    """A 60-digit approximation of a constant expression as (real, imaginary) fractions."""
+    if not is_plain_expr(expr) or expr.free_symbols:
+        return None
+    if expr.is_Rational:
+        return Fraction(int(expr.p), int(expr.q)), Fraction(0)
+    value = _numeric(expr, {})
+    if value is None:
+        return None
+    re_part, im_part = (sympy.Rational(x) for x in value.as_real_imag())  # type: ignore[attr-defined]
+    return Fraction(int(re_part.p), int(re_part.q)), Fraction(int(im_part.p), int(im_part.q))
 
 
 def objects_equal(gold: Any, pred: Any) -> bool:
