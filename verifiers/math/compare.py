@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from verifiers.math.exact import ExactValue, Gaussian, evaluate
@@ -12,6 +12,7 @@ from verifiers.math.structure import Shape, is_infinite
 from verifiers.math.symbolic import expressions_equal, is_plain_expr, numeric_value, objects_equal, parse_latex
 
 Pair = tuple[Fraction, Fraction]
+SYMBOLIC_BUDGET = 24
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class Context:
     gold_percent: bool = False
     pred_percent: bool = False
     max_chars: int = 400
+    # Symbolic comparisons left for this item: a 60-member set against another must not run
+    # 3,600 sympy comparisons. One list per item, shared by the nested comparisons.
+    budget: list[int] = field(default_factory=lambda: [SYMBOLIC_BUDGET])
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,9 @@ def _numbers_equal(ge: ExactValue, pe: ExactValue, ctx: Context) -> Decision:
 
 
 def _symbolic(gold_text: str, pred_text: str, ctx: Context, *, inexact_gold: bool) -> Decision:
+    if ctx.budget[0] <= 0:
+        return Decision(False, "guard: symbolic comparison budget spent")
+    ctx.budget[0] -= 1
     try:
         check_text(pred_text, max_chars=ctx.max_chars)
         g = parse_latex(gold_text)

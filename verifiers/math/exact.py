@@ -207,7 +207,7 @@ class _Parser:
                 raise _Unsupported("factorial of a non-natural number")
             n = int(v.re)
             if n > MAX_FACTORIAL:
-                raise GuardError(f"factorial of {n} is too large")
+                raise _Unsupported("large factorial: left to sympy")
             acc = 1
             for k in range(2, n + 1):
                 acc *= k

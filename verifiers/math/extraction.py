@@ -14,9 +14,6 @@ from verifiers.math.config import AnswerSource
 
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
-_ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
-_ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
-_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # Explicit commitments outside any tag. Bold markers around the phrase are tolerated, and the
 # phrase must be followed by the answer on the same line.
@@ -86,11 +83,27 @@ def _distinct(values: list[str]) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def _answer_blocks(text: str) -> tuple[list[str], bool]:
+    """Contents of every ``<answer>...</answer>`` and whether one is left open (linear time)."""
+    lower = text.lower()
+    blocks: list[str] = []
+    pos = 0
+    while True:
+        start = lower.find("<answer>", pos)
+        if start < 0:
+            return blocks, False
+        end = lower.find("</answer>", start + 8)
+        if end < 0:
+            return blocks, True
+        blocks.append(text[start + 8 : end])
+        pos = end + 9
+
+
 def _from_answer_tag(text: str) -> Extraction | None:
-    blocks = _ANSWER_BLOCK.findall(text)
+    blocks, unclosed = _answer_blocks(text)
+    if unclosed:
+        return Extraction((), "answer_tag_unclosed", truncated=True)
     if not blocks:
-        if _ANSWER_OPEN.search(text):
-            return Extraction((), "answer_tag_unclosed", truncated=True)
         return None
     answers: list[str] = []
     for block in blocks:

@@ -65,6 +65,37 @@ def _exponent_depth(text: str) -> int:
     return best
 
 
+_INNER_POWER = re.compile(r"(\d+)\s*\^\s*\{?\s*(\d+)")
+
+
+def _check_nested_powers(text: str) -> None:
+    """``9^{9^{9}}`` passes the depth limit but its inner power is 387,420,489: refuse it.
+
+    Any numeric power that sits inside an exponent must stay small, because sympy evaluates
+    integer powers eagerly while parsing.
+    """
+    depth = 0
+    stack: list[int] = []
+    pending = False
+    for i, c in enumerate(text):
+        if c == "^":
+            if depth >= 1:
+                m = _INNER_POWER.search(text, max(0, i - 12), i + 12)
+                if m is not None and int(m.group(2)) * max(int(m.group(1)), 2).bit_length() > 16:
+                    raise GuardError("a large power inside an exponent")
+            pending = True
+            continue
+        if c == "{":
+            stack.append(depth)
+            if pending:
+                depth += 1
+            pending = False
+        elif c == "}":
+            depth = stack.pop() if stack else 0
+        elif not c.isspace():
+            pending = False
+
+
 def check_text(text: str, *, max_chars: int) -> None:
     """Refuse an answer string whose parse or evaluation could take long.
 
@@ -88,8 +119,11 @@ def check_text(text: str, *, max_chars: int) -> None:
     for m in _FACTORIAL.finditer(text):
         if int(m.group(1)) > MAX_FACTORIAL:
             raise GuardError(f"a factorial of more than {MAX_FACTORIAL}")
-    if _FACTORIAL_CMD.search(text) and any(len(m.group()) > 4 for m in _INTEGER.finditer(text)):
+    if _FACTORIAL_CMD.search(text) and ("^" in text or any(len(m.group()) > 4 for m in _INTEGER.finditer(text))):
         raise GuardError("a factorial-like function of a large number")
+    if re.search(r"!\s*!", text):
+        raise GuardError("an iterated factorial")
+    _check_nested_powers(text)
     if "!" in text and re.search(r"[)}]\s*!", text):
         raise GuardError("a factorial of an expression")
     if _BARE_TOWER.search(text):
