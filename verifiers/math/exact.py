@@ -303,6 +303,8 @@ def evaluate(text: str) -> ExactValue | None:
         if not parser.toks:
             return None
         value = parser.parse()
+    except GuardError:
+        raise
     except (_Unsupported, ZeroDivisionError, ValueError):
         return None
     return ExactValue(value, parser.has_decimal, parser.decimals)

@@ -93,7 +93,8 @@ def _strip_trailing(s: str) -> str:
     while prev != s:
         prev = s
         s = s.strip()
-        s = re.sub(r"(?:\\\\|[.;?]|(?<![\d)}\s])!|\\,|\\ )+$", "", s).strip()
+        # "!" is a factorial after a number; only after a word ("Yes!") is it punctuation.
+        s = re.sub(r"(?:\\\\|[.;?]|(?<=[A-Za-z])!|\\,|\\ )+$", "", s).strip()
         s = _ANSWER_PREAMBLE.sub("", s)
     return s
 
