@@ -9,7 +9,13 @@ from fractions import Fraction
 from verifiers.math.exact import ExactValue, Gaussian, evaluate
 from verifiers.math.guards import GuardError, check_text
 from verifiers.math.structure import Shape, is_infinite
-from verifiers.math.symbolic import expressions_equal, is_plain_expr, numeric_value, objects_equal, parse_latex
+from verifiers.math.symbolic import (
+    expressions_equal,
+    is_plain_expr,
+    numeric_value,
+    objects_equal,
+    parse_latex,
+)
 
 Pair = tuple[Fraction, Fraction]
 SYMBOLIC_BUDGET = 24
@@ -55,7 +61,9 @@ def _max_decimals(text: str) -> int:
     return max((len(m.group(1)) for m in re.finditer(r"\.(\d+)", text)), default=0)
 
 
-def _decimal_gold_rule(g: Pair, p: Pair, gold_decimals: int, pred_decimals: int | None, rel: float) -> Decision:
+def _decimal_gold_rule(
+    g: Pair, p: Pair, gold_decimals: int, pred_decimals: int | None, rel: float
+) -> Decision:
     """A decimal gold stands for the values that round to it, when the answer is more precise.
 
     ``pred_decimals`` is None for an exact answer (``1/3``, ``\\pi``). A decimal answer must carry
@@ -73,7 +81,9 @@ def _approximation_rule(g: Pair, p: Pair, pred_decimals: int, rel: float) -> Dec
     """With ``allow_decimal_approx``: the answer is the gold rounded to the answer's places (≥ 2)."""
     if all(_within(gv, pv, rel) for gv, pv in zip(g, p, strict=True)):
         return Decision(True, "decimal_approximation_within_tolerance")
-    if pred_decimals >= 2 and all(_round_half_away(gv, pred_decimals) == pv for gv, pv in zip(g, p, strict=True)):
+    if pred_decimals >= 2 and all(
+        _round_half_away(gv, pred_decimals) == pv for gv, pv in zip(g, p, strict=True)
+    ):
         return Decision(True, "decimal_approximation_rounds")
     return Decision(False, "decimal_approximation_too_far")
 
@@ -84,7 +94,9 @@ def _numbers_equal(ge: ExactValue, pe: ExactValue, ctx: Context) -> Decision:
         return Decision(True, "exact")
     gp, pp = (g.re, g.im), (p.re, p.im)
     if ge.has_decimal:
-        return _decimal_gold_rule(gp, pp, ge.decimals, pe.decimals if pe.has_decimal else None, ctx.rel_tolerance)
+        return _decimal_gold_rule(
+            gp, pp, ge.decimals, pe.decimals if pe.has_decimal else None, ctx.rel_tolerance
+        )
     if pe.has_decimal and ctx.allow_decimal_approx:
         return _approximation_rule(gp, pp, pe.decimals, ctx.rel_tolerance)
     if pe.has_decimal:
@@ -113,7 +125,9 @@ def _symbolic(gold_text: str, pred_text: str, ctx: Context, *, inexact_gold: boo
             if gv is not None and pv is not None:
                 if inexact_gold:
                     pred_places = _max_decimals(pred_text) if pred_decimal else None
-                    return _decimal_gold_rule(gv, pv, _max_decimals(gold_text), pred_places, ctx.rel_tolerance)
+                    return _decimal_gold_rule(
+                        gv, pv, _max_decimals(gold_text), pred_places, ctx.rel_tolerance
+                    )
                 return _approximation_rule(gv, pv, _max_decimals(pred_text), ctx.rel_tolerance)
         same = expressions_equal(g, p, rel_tolerance=None)
         if same is not None:

@@ -119,7 +119,9 @@ def check_text(text: str, *, max_chars: int) -> None:
     for m in _FACTORIAL.finditer(text):
         if int(m.group(1)) > MAX_FACTORIAL:
             raise GuardError(f"a factorial of more than {MAX_FACTORIAL}")
-    if _FACTORIAL_CMD.search(text) and ("^" in text or any(len(m.group()) > 4 for m in _INTEGER.finditer(text))):
+    if _FACTORIAL_CMD.search(text) and (
+        "^" in text or any(len(m.group()) > 4 for m in _INTEGER.finditer(text))
+    ):
         raise GuardError("a factorial-like function of a large number")
     if re.search(r"!\s*!", text):
         raise GuardError("an iterated factorial")

@@ -40,7 +40,14 @@ def B(answer: str) -> str:
 
 
 def TA(answer: str, reasoning: str = "Working it out step by step.") -> str:
-    return T(reasoning) + A(answer)
+    """Reasoning, then the answer in one of three notations (chosen by the answer's length, so
+    every row is fixed): raw ``<answer>X</answer>``, ``<answer>$X$</answer>`` or a box after prose."""
+    form = len(answer) % 3
+    if form == 0:
+        return T(reasoning) + A(answer)
+    if form == 1:
+        return T(reasoning) + A(f"${answer}$")
+    return T(reasoning) + f"The final answer is $\\boxed{{{answer}}}$."
 
 
 Y, N = True, False
@@ -56,7 +63,12 @@ _ISOLATION = [
     (T("try 12") + "The final answer is 12.", "12", Y, "explicit final-answer phrase after reasoning"),
     (T("try 12") + "The final answer is 13.", "12", N, "explicit final-answer phrase, wrong"),
     ("<think>first 5, then 3*5 = 15", "15", N, "truncated: reasoning never finished"),
-    ("<think>first 5, then 3*5 = 15 so \\boxed{15}", "15", N, "box inside unfinished reasoning does not count"),
+    (
+        "<think>first 5, then 3*5 = 15 so \\boxed{15}",
+        "15",
+        N,
+        "box inside unfinished reasoning does not count",
+    ),
     (T("\\boxed{15}") + A("14"), "15", N, "box in the reasoning is not the answer"),
     (T("\\boxed{14}") + A("15"), "15", Y, "answer tag wins over a box in the reasoning"),
     (T("sum") + "<answer>15", "15", N, "answer tag never closed: truncated"),
@@ -68,7 +80,12 @@ _ISOLATION = [
     ("Therefore \\fbox{12}", "12", Y, "fbox counts like boxed"),
     ("Therefore \\fbox{11}", "12", N, "fbox wrong value"),
     ("**Final Answer**: 17", "17", Y, "bold final-answer heading"),
-    ("**Final Answer**: 18\n\nNote: 17 was an early guess.", "17", N, "bold anchor must not jump to another number"),
+    (
+        "**Final Answer**: 18\n\nNote: 17 was an early guess.",
+        "17",
+        N,
+        "bold anchor must not jump to another number",
+    ),
     ("The **answer** depends on n. For n=3 it is 10.\n\nFinal answer: 12", "12", Y, "last explicit phrase"),
     ("After simplifying we get 2x = 10, so x = 5.", "5", N, "no commitment marker: reasoning not mined"),
     ("42", "42", Y, "bare short completion that is just the answer"),
@@ -86,7 +103,7 @@ _ISOLATION = [
     (T("I get 3/4 = 0.75") + A("\\frac{2}{3}"), "\\frac34", N, "right value only in reasoning"),
     ("<think>a</think><think>b</think><answer>5</answer>", "5", Y, "two reasoning blocks then answer"),
     ("<think>a</think><answer>5</answer><think>more thinking", "5", N, "reasoning reopened and never closed"),
-    (T("hmm") + A("") , "5", N, "empty answer block"),
+    (T("hmm") + A(""), "5", N, "empty answer block"),
     (T("hmm") + "The final answer is $\\boxed{7}$", "7", Y, "phrase with box: box wins"),
     ("Answer:\n\n\\[\\boxed{12}\\]", "12", Y, "display math box"),
     ("\\[ \\boxed{ 12 } \\]", "12", Y, "spaces inside the box"),
@@ -94,8 +111,18 @@ _ISOLATION = [
     ("The answer is $\\boxed{\\dfrac{5}{2}}$", "2.5", Y, "dfrac equals a decimal gold"),
     ("So the answer is 12 apples.", "12", Y, "answer phrase with a unit word"),
     ("So the answer is 13 apples.", "12", N, "answer phrase with a unit word, wrong"),
-    (T("24/2=12") + A("12") + "\n\nBy the way, 13 is also interesting.", "12", Y, "prose after the answer block ignored"),
-    (T("24/2=12") + A("13") + "\n\nOops, it should be 12.", "12", N, "post-hoc correction outside the block ignored"),
+    (
+        T("24/2=12") + A("12") + "\n\nBy the way, 13 is also interesting.",
+        "12",
+        Y,
+        "prose after the answer block ignored",
+    ),
+    (
+        T("24/2=12") + A("13") + "\n\nOops, it should be 12.",
+        "12",
+        N,
+        "post-hoc correction outside the block ignored",
+    ),
     ("Step 1: ... Step 2: ...\nThe answer is: **7**", "7", Y, "bold answer after 'is:'"),
     ("Step 1: ... The answer is: **8**", "7", N, "bold answer after 'is:', wrong"),
 ]
@@ -153,7 +180,12 @@ _HEDGING = [
     (TA("1 + \\sqrt{2}"), "1+\\sqrt2, 1-\\sqrt2", N, "one of two conjugates"),
     (TA("x \\neq 3"), "3", N, "inequation is not the value"),
     ("\\boxed{12}\n\nWait, that's wrong. \\boxed{13}", "12", N, "two different boxes: no single commitment"),
-    ("\\boxed{12}\n\nWait, that's wrong. \\boxed{13}", "13", N, "two different boxes even if the last is right"),
+    (
+        "\\boxed{12}\n\nWait, that's wrong. \\boxed{13}",
+        "13",
+        N,
+        "two different boxes even if the last is right",
+    ),
     (TA("1"), "1, 2", N, "one of two solutions"),
     (TA("\\emptyset"), "1", N, "empty set against a value"),
 ]
@@ -170,7 +202,14 @@ _GUARDS = [
     (TA("(((((((((((((((1)))))))))))))))"), "1", N, "nesting deeper than the limit"),
     (TA("1" * 1200), "1", N, "integer with more digits than the limit"),
     (TA("x" + "+x" * 400), "401x", N, "answer longer than the limit"),
-    (TA("\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{2}}}}}}}}}}}}}"), "2", N, "deep nesting of roots"),
+    (
+        TA(
+            "\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{\\sqrt{2}}}}}}}}}}}}}"
+        ),
+        "2",
+        N,
+        "deep nesting of roots",
+    ),
     (TA("\\frac{1}{" * 14 + "2" + "}" * 14), "2", N, "deep nesting of fractions"),
     (TA("2^{10}"), "1024", Y, "small power is fine"),
     (TA("2^{100}"), "1267650600228229401496703205376", Y, "100-bit power computed exactly"),
@@ -189,7 +228,7 @@ _GUARDS = [
     (TA("\\sin(10^{300})"), "0", N, "hard evaluation stays bounded"),
     (TA("\\underbrace{" * 20 + "1" + "}" * 20), "1", N, "absurd nesting of commands"),
     (TA("(" * 40 + ")" * 40), "1", N, "nothing but brackets"),
-    (TA("\\frac{" + "\\frac{".join(["1}{2}"] * 3) + "" ), "1", N, "malformed nested fractions"),
+    (TA("\\frac{" + "\\frac{".join(["1}{2}"] * 3) + ""), "1", N, "malformed nested fractions"),
     (TA("1/0"), "1", N, "division by zero is no value"),
     (TA("0^{-1}"), "0", N, "zero to a negative power"),
     (TA("\\infty"), "\\infty", Y, "infinity equals infinity"),
@@ -204,7 +243,13 @@ _NUMBERS = [
     (TA("0.142857"), "\\frac{1}{7}", Y, "approximation allowed by option", {"allow_decimal_approx": True}),
     (TA("1.41421356"), "\\sqrt{2}", N, "decimal approximation of sqrt 2"),
     (TA("1.41421356"), "\\sqrt{2}", Y, "approximation allowed by option", {"allow_decimal_approx": True}),
-    (TA("1.4"), "\\sqrt{2}", N, "one-place approximation still wrong with the option", {"allow_decimal_approx": True}),
+    (
+        TA("1.4"),
+        "\\sqrt{2}",
+        N,
+        "one-place approximation still wrong with the option",
+        {"allow_decimal_approx": True},
+    ),
     (TA("1.42"), "\\sqrt{2}", N, "badly rounded approximation", {"allow_decimal_approx": True}),
     (TA("1.41"), "\\sqrt{2}", Y, "two-place rounding accepted by option", {"allow_decimal_approx": True}),
     (TA("\\sqrt{2}"), "1.41421356", Y, "decimal gold to 8 places; the exact value rounds to it"),
@@ -397,8 +442,18 @@ _NOTATION = [
     (TA("x = 5"), "x = 5", Y, "assignment gold"),
     (TA("5"), "x = 5", Y, "value for assignment gold"),
     (TA("6"), "x = 5", N, "wrong value for assignment gold"),
-    (TA("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"), "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", Y, "same vector"),
-    (TA("\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"), "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", N, "swapped vector"),
+    (
+        TA("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        Y,
+        "same vector",
+    ),
+    (
+        TA("\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"),
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        N,
+        "swapped vector",
+    ),
     (TA("\\left( 3, \\frac{\\pi}{2} \\right)"), "(3, \\frac{\\pi}{2})", Y, "polar pair with left/right"),
     (TA("\\sqrt{2}"), "\\sqrt2", Y, "radical without braces"),
     (TA("2^{11}"), "2048", Y, "braced exponent"),
@@ -421,7 +476,14 @@ _HACKING = [
     (T("42 42 42 42") + "I think it is something.", "42", N, "gold repeated in reasoning, nothing committed"),
     (A(""), "42", N, "empty answer block"),
     (A(" "), "42", N, "blank answer block"),
-    (TA("0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42"), "42", N, "enumerate every candidate"),
+    (
+        TA(
+            "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42"
+        ),
+        "42",
+        N,
+        "enumerate every candidate",
+    ),
     ("".join(f"\\boxed{{{k}}} " for k in range(50)), "42", N, "box every candidate"),
     (TA("x"), "42", N, "a bare variable is not a number"),
     (TA("\\text{the answer}"), "42", N, "words instead of a value"),

@@ -49,7 +49,13 @@ def test_options_build_a_frozen_config() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"rel_tolerance": 1.5}, {"rel_tolerance": -1.0}, {"choices": "abc"}, {"choices": ""}, {"max_answer_chars": 0}],
+    [
+        {"rel_tolerance": 1.5},
+        {"rel_tolerance": -1.0},
+        {"choices": "abc"},
+        {"choices": ""},
+        {"max_answer_chars": 0},
+    ],
 )
 def test_bad_option_values_are_refused(options: dict) -> None:
     with pytest.raises(VerifierInputError):
@@ -78,7 +84,12 @@ def test_numeric_gold_is_read_as_text() -> None:
 
 @pytest.mark.parametrize(
     "completion",
-    ["", "<think>still thinking", "I have no idea at all, sorry about that, really no clue here.", "<answer>4"],
+    [
+        "",
+        "<think>still thinking",
+        "I have no idea at all, sorry about that, really no clue here.",
+        "<answer>4",
+    ],
 )
 def test_nothing_committed_is_no_answer(completion: str) -> None:
     v = verify_math(completion, "4", CFG)
@@ -241,13 +252,17 @@ def test_adversarial_inputs_are_fast_and_unrewarded(name: str, completion: str, 
 
 
 _LATEXISH = st.lists(
-    st.sampled_from(list("0123456789+-*/^()[]{}!,.=<> xi") + ["\\frac", "\\sqrt", "\\pi", "\\boxed{", "\\pm"]),
+    st.sampled_from(
+        list("0123456789+-*/^()[]{}!,.=<> xi") + ["\\frac", "\\sqrt", "\\pi", "\\boxed{", "\\pm"]
+    ),
     max_size=40,
 ).map("".join)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(answer=_LATEXISH, gold=st.sampled_from(["2", "\\frac{1}{2}", "\\sqrt{2}", "(0, 1]", "\\{1, 2\\}", "x+1"]))
+@given(
+    answer=_LATEXISH, gold=st.sampled_from(["2", "\\frac{1}{2}", "\\sqrt{2}", "(0, 1]", "\\{1, 2\\}", "x+1"])
+)
 def test_fuzzed_answers_never_crash_or_hang(answer: str, gold: str) -> None:
     start = time.process_time()
     verdict = verify_math(f"<answer>{answer}</answer>", gold, CFG)
