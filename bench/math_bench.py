@@ -92,6 +92,8 @@ def _make_scorer(side: str) -> Any:
 
 
 def _worker(side: str, conn: Any) -> None:
+    import resource
+
     score = _make_scorer(side)
     conn.send("ready")
     while True:
@@ -101,7 +103,8 @@ def _worker(side: str, conn: Any) -> None:
         completion, gold, options = msg
         c0, w0 = time.process_time(), time.perf_counter()
         reward = score(completion, gold, options)
-        conn.send((reward, time.process_time() - c0, time.perf_counter() - w0))
+        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        conn.send((reward, time.process_time() - c0, time.perf_counter() - w0, rss_mib))
 
 
 class Runner:
@@ -121,12 +124,15 @@ class Runner:
             raise RuntimeError(f"{self.side} worker did not start")
         self.conn.recv()
 
+    peak_rss_mib: float = 0.0
+
     def score(self, completion: str, gold: str, options: dict[str, Any]) -> tuple[float, float, float, bool]:
         """(reward, cpu seconds, wall seconds, timed out)."""
         start = time.perf_counter()
         self.conn.send((completion, gold, options))
         if self.conn.poll(self.timeout):
-            reward, cpu, wall = self.conn.recv()
+            reward, cpu, wall, rss = self.conn.recv()
+            self.peak_rss_mib = max(self.peak_rss_mib, rss)
             return reward, cpu, wall, False
         self.proc.kill()
         self.proc.join()
@@ -281,18 +287,23 @@ def adversarial_report(timeout: float) -> None:
             reward, cpu, wall, timed_out = runner.score(completion, gold, {})
             cost = wall if timed_out else cpu
             worst[side] = max(worst[side], cost)
+            worst_wall[side] = max(worst_wall[side], wall)
             rewarded[side] += reward >= 0.5
             timeouts[side] += timed_out
-            rows.append((side, name, cost, timed_out))
+            rows.append((side, name, cost, wall, timed_out))
+        rss[side] = runner.peak_rss_mib
         runner.close()
     by_name: dict[str, dict[str, str]] = {}
-    for side, name, cost, timed_out in rows:
-        by_name.setdefault(name, {})[side] = f">{cost:.1f} (killed)" if timed_out else f"{cost:.3f}"
-    print(f"{'input':<28} " + " ".join(f"{s + ' s':>16}" for s in SIDES))
+    for side, name, cost, wall, timed_out in rows:
+        by_name.setdefault(name, {})[side] = f">{wall:.1f} killed" if timed_out else f"{cost:.3f}/{wall:.3f}"
+    print(f"{'input':<28} " + " ".join(f"{s + ' cpu/wall s':>22}" for s in SIDES))
     for name, cells in by_name.items():
-        print(f"{name:<28} " + " ".join(f"{cells[s]:>16}" for s in SIDES))
+        print(f"{name:<28} " + " ".join(f"{cells[s]:>22}" for s in SIDES))
     for side in SIDES:
-        print(f"{side}: worst {worst[side]:.3f} s, killed {timeouts[side]}, rewarded {rewarded[side]}")
+        print(
+            f"{side}: worst CPU {worst[side]:.3f} s, worst wall {worst_wall[side]:.3f} s, killed {timeouts[side]},"
+            f" rewarded {rewarded[side]}, peak RSS {rss[side]:.0f} MiB"
+        )
 
 
 def main() -> None:

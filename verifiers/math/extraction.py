@@ -113,7 +113,9 @@ def _from_answer_tag(text: str) -> Extraction | None:
         if boxes:
             answers.extend(_distinct(boxes))
         else:
-            answers.append(block.strip())
+            # "<answer>Since 6*7=42, the answer is 42</answer>": the phrase commits, not the prose.
+            phrase = _from_phrase(block)
+            answers.append(phrase.answers[0] if phrase is not None else block.strip())
     return Extraction(_distinct(answers), "answer_tag")
 
 
@@ -132,8 +134,25 @@ def _from_phrase(text: str) -> Extraction | None:
         last = m
     if last is None:
         return None
-    ans = (last.group("ans") or last.group("ans2") or "").strip()
+    ans = _trim_phrase_answer(last.group("ans") or last.group("ans2") or "")
     return Extraction((ans,), "final_answer_phrase") if ans else None
+
+
+_MATH_SPAN = re.compile(r"^(\$\$|\$|\\\(|\\\[)(.+?)(\$\$|\$|\\\)|\\\])")
+_SENTENCE_END = re.compile(r"(?<!\d)\.\s|\.\s+(?=[A-Z])|\.$")
+
+
+def _trim_phrase_answer(ans: str) -> str:
+    """The answer a phrase commits to: its first math span, else the text up to the sentence end.
+
+    "The final answer is $42$. I hope it is correct." commits to ``42``.
+    """
+    ans = ans.strip().lstrip("*").strip()
+    m = _MATH_SPAN.match(ans)
+    if m is not None:
+        return m.group(2).strip()
+    end = _SENTENCE_END.search(ans)
+    return (ans[: end.start()] if end else ans).strip()
 
 
 def extract_answer(completion: str, source: AnswerSource, *, strict: bool) -> Extraction:
