@@ -274,9 +274,11 @@ def throughput_report(runners: dict[str, Runner], n: int) -> None:
 def adversarial_report(timeout: float) -> None:
     adversarial = _load("adversarial").ADVERSARIAL
     print(
-        f"\n## Adversarial inputs: {len(adversarial)} items, CPU seconds per item (timeout {timeout:.0f} s wall)\n"
+        f"\n## Adversarial inputs: {len(adversarial)} items, CPU/wall seconds per item (timeout {timeout:.0f} s wall)\n"
     )
     worst = dict.fromkeys(SIDES, 0.0)
+    worst_wall = dict.fromkeys(SIDES, 0.0)
+    rss = dict.fromkeys(SIDES, 0.0)
     rewarded = dict.fromkeys(SIDES, 0)
     timeouts = dict.fromkeys(SIDES, 0)
     rows = []
