@@ -9,13 +9,6 @@ from fractions import Fraction
 from verifiers.math.exact import ExactValue, Gaussian, evaluate
 from verifiers.math.guards import GuardError, check_text
 from verifiers.math.structure import Shape, is_infinite
-from verifiers.math.symbolic import (
-    expressions_equal,
-    is_plain_expr,
-    numeric_value,
-    objects_equal,
-    parse_latex,
-)
 
 Pair = tuple[Fraction, Fraction]
 SYMBOLIC_BUDGET = 24
@@ -108,6 +101,16 @@ def _symbolic(gold_text: str, pred_text: str, ctx: Context, *, inexact_gold: boo
     if ctx.budget[0] <= 0:
         return Decision(False, "guard: symbolic comparison budget spent")
     ctx.budget[0] -= 1
+    # Imported here: sympy and math-verify take about a second to import, and most items never
+    # leave the exact path (the service's API process imports this module too).
+    from verifiers.math.symbolic import (
+        expressions_equal,
+        is_plain_expr,
+        numeric_value,
+        objects_equal,
+        parse_latex,
+    )
+
     try:
         check_text(pred_text, max_chars=ctx.max_chars)
         g = parse_latex(gold_text)

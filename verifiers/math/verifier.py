@@ -15,7 +15,6 @@ from verifiers.math.extraction import extract_answer
 from verifiers.math.guards import GuardError, check_text
 from verifiers.math.normalisation import Normalised, normalise
 from verifiers.math.structure import Shape, has_hedge_words, has_negation, is_infinite, shape_of
-from verifiers.math.symbolic import parse_latex
 from verifiers.registry import register
 from verifiers.types import Verdict, VerifierInputError
 
@@ -42,11 +41,17 @@ def _values_of(shape: Shape) -> list[str]:
     return [v for item in shape.items for v in _values_of(item)]
 
 
+def _parse_latex(text: str) -> object | None:
+    from verifiers.math.symbolic import parse_latex  # lazy: see compare._symbolic
+
+    return parse_latex(text)
+
+
 def _parseable(text: str) -> bool:
     if not text:
         return False
     try:
-        return evaluate(text) is not None or parse_latex(text) is not None
+        return evaluate(text) is not None or _parse_latex(text) is not None
     except GuardError:
         return False
 
@@ -75,7 +80,7 @@ def prepare_gold(raw: str, choices: str) -> Gold:
     keep_relation = bool(_EQUATION_RHS_VARIABLE.search(re.sub(r"\\[A-Za-z]+", "", norm.text)))
     shape = shape_of(norm.text, keep_relation=keep_relation)
     if shape.kind == "relation":
-        if parse_latex(norm.text) is None:
+        if _parse_latex(norm.text) is None:
             raise VerifierInputError(f"math: cannot parse the gold answer {text[:_SHOWN_CHARS]!r}")
     elif shape.kind != "text":
         bad = [v for v in _values_of(shape) if not _parseable(v)]

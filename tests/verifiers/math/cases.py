@@ -125,14 +125,34 @@ _ISOLATION = [
     ),
     ("Step 1: ... Step 2: ...\nThe answer is: **7**", "7", Y, "bold answer after 'is:'"),
     ("Step 1: ... The answer is: **8**", "7", N, "bold answer after 'is:', wrong"),
-    ("Final Answer: The final answer is $42$. I hope it is correct.", "42", Y, "Minerva-style closing sentence"),
-    ("Final Answer: The final answer is $41$. I hope it is correct.", "42", N, "Minerva-style closing, wrong"),
+    (
+        "Final Answer: The final answer is $42$. I hope it is correct.",
+        "42",
+        Y,
+        "Minerva-style closing sentence",
+    ),
+    (
+        "Final Answer: The final answer is $41$. I hope it is correct.",
+        "42",
+        N,
+        "Minerva-style closing, wrong",
+    ),
     ("So the answer is 12. Let me verify: 12 + 3 = 15.", "12", Y, "phrase answer ends at the sentence"),
     ("So the answer is 12. Then 12 + 3 = 15.", "15", N, "a later sentence's number is not the answer"),
     (T("t") + A("Since 6 \\times 7 = 42, the answer is 42."), "42", Y, "phrase inside a prose answer block"),
-    (T("t") + A("Since 6 \\times 7 = 42, the answer is 43."), "42", N, "phrase inside a prose answer block, wrong"),
+    (
+        T("t") + A("Since 6 \\times 7 = 42, the answer is 43."),
+        "42",
+        N,
+        "phrase inside a prose answer block, wrong",
+    ),
     ("The answer is $\\frac{3}{4}$, which is 0.75.", "\\frac34", Y, "first math span after the phrase"),
-    ("The answer is $\\frac{3}{5}$, which is not 0.75.", "\\frac34", N, "math span after the phrase is wrong"),
+    (
+        "The answer is $\\frac{3}{5}$, which is not 0.75.",
+        "\\frac34",
+        N,
+        "math span after the phrase is wrong",
+    ),
 ]
 
 _HEDGING = [
