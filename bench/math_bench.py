@@ -52,8 +52,10 @@ def _load(name: str) -> Any:
 def _make_scorer(side: str) -> Any:
     if side == "ours":
         sys.path.insert(0, str(ROOT))
-        from verifiers.math import MathConfig, verify_math
+        from verifiers.math import MathConfig, verify_math, warm_up
         from verifiers.types import VerifierInputError
+
+        warm_up()  # what a service pool worker does at start: import sympy before the first item
 
         def ours(completion: str, gold: str, options: dict[str, Any]) -> float:
             try:

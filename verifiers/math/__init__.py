@@ -7,6 +7,6 @@ could be slow), ``normalisation`` (canonical text), ``structure`` (value, tuple,
 """
 
 from verifiers.math.config import MathConfig
-from verifiers.math.verifier import verify_math
+from verifiers.math.verifier import verify_math, warm_up
 
-__all__ = ["MathConfig", "verify_math"]
+__all__ = ["MathConfig", "verify_math", "warm_up"]

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from verifiers.math.exact import ExactValue, Gaussian, evaluate
+from verifiers.math.exact import ExactValue, Gaussian, approx_equal, evaluate, evaluate_numeric
 from verifiers.math.guards import GuardError, check_text
 from verifiers.math.structure import Shape, is_infinite
 
@@ -140,6 +140,27 @@ def _symbolic(gold_text: str, pred_text: str, ctx: Context, *, inexact_gold: boo
     return Decision(objects_equal(g, p), "math_verify")
 
 
+def _numeric(gold_text: str, pred_text: str, ctx: Context, *, inexact_gold: bool) -> Decision | None:
+    """Roots and pi without sympy: both sides to 60 digits, equal to 1e-40 relative.
+
+    Returns None when either side is outside this path, or when a tolerance rule applies
+    (decimal gold, allowed approximation): the symbolic path owns those.
+    """
+    pred_decimal = bool(_DECIMAL_LITERAL.search(pred_text))
+    if inexact_gold or (pred_decimal and ctx.allow_decimal_approx):
+        return None
+    try:
+        gn = evaluate_numeric(gold_text)
+        pn = evaluate_numeric(pred_text) if gn is not None else None
+    except GuardError as e:
+        return Decision(False, f"guard: {e}")
+    if gn is None or pn is None:
+        return None
+    if approx_equal(gn, pn):
+        return Decision(True, "numeric")
+    return Decision(False, "numeric: decimal_approximation_of_exact_gold" if pred_decimal else "numeric")
+
+
 def values_equal(gold_text: str, pred_text: str, ctx: Context) -> Decision:
     """Compare two single values: the exact fast path first, then sympy."""
     if gold_text == pred_text:
@@ -162,7 +183,9 @@ def values_equal(gold_text: str, pred_text: str, ctx: Context) -> Decision:
         if decision.ok or not (ctx.gold_degrees or ctx.pred_degrees):
             return decision
     else:
-        decision = _symbolic(gold_text, pred_text, ctx, inexact_gold=inexact_gold)
+        decision = _numeric(gold_text, pred_text, ctx, inexact_gold=inexact_gold) or _symbolic(
+            gold_text, pred_text, ctx, inexact_gold=inexact_gold
+        )
         if decision.ok:
             return decision
     # Degrees on one side only: the other side may be the same angle in radians.

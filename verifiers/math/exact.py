@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
+
+import mpmath
 
 from verifiers.math.guards import GuardError
 
@@ -72,7 +75,7 @@ def _bounded(g: Gaussian) -> Gaussian:
 _TOKEN = re.compile(
     r"\s*(?:"
     r"(?P<num>\d+\.\d*\\overline\{\d+\}|\.\d+\\overline\{\d+\}|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+)"
-    r"|(?P<cmd>\\frac|\\cdot|\\times|\\div)"
+    r"|(?P<cmd>\\frac|\\cdot|\\times|\\div|\\sqrt|\\pi(?![A-Za-z]))"
     r"|(?P<op>[-+*/^()!{}])"
     r"|(?P<i>i)(?![A-Za-z])"
     r")"
@@ -114,12 +117,99 @@ def _literal(tok: str) -> tuple[Fraction, int]:
     return value, decimals
 
 
+class Approx:
+    """A complex number to 60 significant digits: the domain of the numeric fast path (roots, pi)."""
+
+    __slots__ = ("z",)
+
+    def __init__(self, z: Any) -> None:
+        self.z = z
+
+    def __add__(self, o: Approx) -> Approx:
+        return Approx(self.z + o.z)
+
+    def __sub__(self, o: Approx) -> Approx:
+        return Approx(self.z - o.z)
+
+    def __mul__(self, o: Approx) -> Approx:
+        return Approx(self.z * o.z)
+
+    def __truediv__(self, o: Approx) -> Approx:
+        if o.z == 0:
+            raise ZeroDivisionError("division by zero")
+        return Approx(self.z / o.z)
+
+    def __neg__(self) -> Approx:
+        return Approx(-self.z)
+
+
+_MP = mpmath.MPContext()
+_MP.dps = 60
+_SAME = _MP.mpf(10) ** -40
+
+
+def approx_equal(a: Approx, b: Approx) -> bool:
+    """Equal to 40 significant digits (relative), the bound the symbolic path uses too."""
+    scale = max(abs(a.z), abs(b.z))
+    return bool(abs(a.z - b.z) <= _SAME * scale) if scale != 0 else True
+
+
+Value = Any  # Gaussian in the exact domain, Approx in the numeric one
+
+
 class _Parser:
-    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+    def __init__(self, tokens: list[tuple[str, str]], *, numeric: bool = False) -> None:
         self.toks = tokens
         self.pos = 0
         self.decimals = 0
         self.has_decimal = False
+        self.numeric = numeric
+
+    # --- the two domains ---
+
+    def const(self, f: Fraction) -> Value:
+        if self.numeric:
+            return Approx(_MP.mpc(_MP.mpf(f.numerator) / f.denominator))
+        return Gaussian(f)
+
+    def unit(self) -> Value:
+        return Approx(_MP.mpc(0, 1)) if self.numeric else Gaussian(Fraction(0), Fraction(1))
+
+    def natural(self, v: Value) -> int | None:
+        """The value as a non-negative int, or None."""
+        if self.numeric:
+            z = v.z
+            if z.imag != 0 or z.real < 0 or not _MP.isint(z.real) or z.real > 10**6:
+                return None
+            return int(z.real)
+        if v.is_real and v.re.denominator == 1 and v.re >= 0:
+            return int(v.re)
+        return None
+
+    def integer(self, v: Value) -> int | None:
+        n = self.natural(v)
+        if n is not None:
+            return n
+        m = self.natural(-v)
+        return -m if m is not None else None
+
+    def power(self) -> Value:
+        base = self.postfix()
+        tok = self.peek()
+        if tok is not None and tok[1] == "^":
+            self.take()
+            exp = self._exponent()
+            if not self.numeric:
+                return _power(base, exp)
+            n = self.integer(exp)
+            if n is not None and abs(n) > 100_000:
+                raise GuardError("power too large")
+            if base.z == 0 and (n is None or n < 0):
+                raise ZeroDivisionError("0 to a negative or complex power")
+            if n is None and abs(exp.z) > 10_000:
+                raise GuardError("power too large")
+            return Approx(base.z ** (n if n is not None else exp.z))
+        return base
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.pos] if self.pos < len(self.toks) else None
@@ -131,13 +221,13 @@ class _Parser:
         self.pos += 1
         return tok
 
-    def parse(self) -> Gaussian:
+    def parse(self) -> Value:
         v = self.expr()
         if self.peek() is not None:
             raise _Unsupported("trailing tokens")
         return v
 
-    def expr(self) -> Gaussian:
+    def expr(self) -> Value:
         v = self.term()
         while (tok := self.peek()) is not None and tok[1] in "+-":
             self.take()
@@ -146,9 +236,11 @@ class _Parser:
         return v
 
     def _starts_atom(self, tok: tuple[str, str] | None) -> bool:
-        return tok is not None and (tok[0] in ("num", "i") or tok[1] in ("(", "{", "\\frac"))
+        return tok is not None and (
+            tok[0] in ("num", "i") or tok[1] in ("(", "{", "\\frac", "\\sqrt", "\\pi")
+        )
 
-    def term(self) -> Gaussian:
+    def term(self) -> Value:
         v = self.unary()
         while True:
             tok = self.peek()
@@ -165,7 +257,7 @@ class _Parser:
             else:
                 return v
 
-    def unary(self) -> Gaussian:
+    def unary(self) -> Value:
         tok = self.peek()
         if tok is not None and tok[1] in "+-":
             self.take()
@@ -173,16 +265,7 @@ class _Parser:
             return -v if tok[1] == "-" else v
         return self.power()
 
-    def power(self) -> Gaussian:
-        base = self.postfix()
-        tok = self.peek()
-        if tok is not None and tok[1] == "^":
-            self.take()
-            exp = self._exponent()
-            return _power(base, exp)
-        return base
-
-    def _exponent(self) -> Gaussian:
+    def _exponent(self) -> Value:
         tok = self.peek()
         if tok is None:
             raise _Unsupported("dangling ^")
@@ -196,25 +279,25 @@ class _Parser:
             self.take()
             if len(tok[1]) != 1:
                 raise _Unsupported("multi-digit exponent without braces")
-            return Gaussian(Fraction(int(tok[1])))
+            return self.const(Fraction(int(tok[1])))
         return self.unary()
 
-    def postfix(self) -> Gaussian:
+    def postfix(self) -> Value:
         v = self.atom()
         while (tok := self.peek()) is not None and tok[1] == "!":
             self.take()
-            if not v.is_real or v.re.denominator != 1 or v.re < 0:
+            n = self.natural(v)
+            if n is None:
                 raise _Unsupported("factorial of a non-natural number")
-            n = int(v.re)
             if n > MAX_FACTORIAL:
                 raise _Unsupported("large factorial: left to sympy")
             acc = 1
             for k in range(2, n + 1):
                 acc *= k
-            v = Gaussian(Fraction(acc))
+            v = self.const(Fraction(acc))
         return v
 
-    def atom(self) -> Gaussian:
+    def atom(self) -> Value:
         kind, val = self.take()
         if kind == "num":
             value, decimals = _literal(val)
@@ -225,12 +308,19 @@ class _Parser:
             # A mixed number: an integer directly followed by \frac of two integers (2\frac12 = 5/2).
             if nxt is not None and nxt[1] == "\\frac" and value.denominator == 1 and "." not in val:
                 frac = self._frac(mixed=True)
-                if frac.re < 0:
-                    raise _Unsupported("negative fraction in a mixed number")
-                return Gaussian(value + frac.re)
-            return Gaussian(value)
+                return self.const(value) + frac
+            return self.const(value)
         if kind == "i":
-            return Gaussian(Fraction(0), Fraction(1))
+            return self.unit()
+        if val == "\\pi":
+            if not self.numeric:
+                raise _Unsupported("pi: numeric path")
+            return Approx(_MP.mpc(_MP.pi))
+        if val == "\\sqrt":
+            if not self.numeric:
+                raise _Unsupported("root: numeric path")
+            arg = self._frac_arg()
+            return Approx(_MP.sqrt(arg.z))
         if val == "(":
             v = self.expr()
             self.take(")")
@@ -244,26 +334,26 @@ class _Parser:
             return self._frac(mixed=False)
         raise _Unsupported(val)
 
-    def _frac_arg(self) -> Gaussian:
+    def _frac_arg(self) -> Value:
         tok = self.take()
         if tok[1] == "{":
             v = self.expr()
             self.take("}")
             return v
         if tok[0] == "num" and len(tok[1]) == 1:
-            return Gaussian(Fraction(int(tok[1])))  # \frac1{2}: one digit per bare argument
+            return self.const(Fraction(int(tok[1])))  # \frac1{2}: one digit per bare argument
         raise _Unsupported("fraction argument")
 
-    def _frac(self, *, mixed: bool) -> Gaussian:
+    def _frac(self, *, mixed: bool) -> Value:
         self.take("\\frac")
         tok = self.peek()
         if tok is not None and tok[0] == "num" and re.fullmatch(r"\d\d", tok[1]):
             self.take()  # \frac12: the shorthand of \frac{1}{2}
-            return Gaussian(Fraction(int(tok[1][0]))) / Gaussian(Fraction(int(tok[1][1])))
+            return self.const(Fraction(int(tok[1][0]))) / self.const(Fraction(int(tok[1][1])))
         num = self._frac_arg()
         den = self._frac_arg()
-        whole = num.is_real and den.is_real and num.re.denominator == 1 and den.re.denominator == 1
-        if mixed and not whole:
+        # A mixed number's fraction is of two naturals: 2\frac{1}{2} is 5/2, never 2·(1/2).
+        if mixed and (self.natural(num) is None or self.natural(den) is None):
             raise _Unsupported("mixed number with a non-integer fraction")
         return num / den
 
@@ -308,3 +398,26 @@ def evaluate(text: str) -> ExactValue | None:
     except (_Unsupported, ZeroDivisionError, ValueError):
         return None
     return ExactValue(value, parser.has_decimal, parser.decimals)
+
+
+def evaluate_numeric(text: str) -> Approx | None:
+    """Evaluate ``text`` to 60 digits, roots and pi included, or None outside this path.
+
+    Used when the exact path cannot (``\\sqrt{8}``, ``\\frac{\\pi}{2}``): the comparison it
+    allows is the one the symbolic path would make (60 digits, 1e-40 relative), without sympy.
+
+    Raises:
+        GuardError: the value would be too large to compute quickly.
+    """
+    try:
+        parser = _Parser(_tokenise(text), numeric=True)
+        if not parser.toks:
+            return None
+        value = parser.parse()
+    except GuardError:
+        raise
+    except (_Unsupported, ZeroDivisionError, ValueError, OverflowError):
+        return None
+    if not (_MP.isfinite(value.z.real) and _MP.isfinite(value.z.imag)):
+        return None
+    return value

@@ -10,7 +10,7 @@ from typing import Any
 from verifiers.math.choice import gold_letter, predicted_letters
 from verifiers.math.compare import Context, Decision, compare
 from verifiers.math.config import MathConfig
-from verifiers.math.exact import evaluate
+from verifiers.math.exact import evaluate, evaluate_numeric
 from verifiers.math.extraction import extract_answer
 from verifiers.math.guards import GuardError, check_text
 from verifiers.math.normalisation import Normalised, normalise
@@ -51,7 +51,9 @@ def _parseable(text: str) -> bool:
     if not text:
         return False
     try:
-        return evaluate(text) is not None or _parse_latex(text) is not None
+        return (
+            evaluate(text) is not None or evaluate_numeric(text) is not None or _parse_latex(text) is not None
+        )
     except GuardError:
         return False
 
@@ -87,6 +89,15 @@ def prepare_gold(raw: str, choices: str) -> Gold:
         if bad or not norm.text:
             raise VerifierInputError(f"math: cannot parse the gold answer {text[:_SHOWN_CHARS]!r}")
     return Gold(text, None, norm, shape)
+
+
+def warm_up() -> None:
+    """Import sympy and math-verify and parse once, so a worker's first item does not pay for it.
+
+    They are imported lazily (most items never need them, and the API process imports this
+    package too); a pool worker should call this once when it starts.
+    """
+    _parse_latex("\\sqrt{2} + \\frac{x}{3}")
 
 
 def _verdict(ok: bool, extracted: str | None, details: dict[str, Any]) -> Verdict:

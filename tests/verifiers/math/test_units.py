@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import verifiers
 from tests.verifiers.math.adversarial import ADVERSARIAL
 from verifiers.math import MathConfig, verify_math
-from verifiers.math.exact import evaluate
+from verifiers.math.exact import approx_equal, evaluate, evaluate_numeric
 from verifiers.math.extraction import boxed_contents, extract_answer
 from verifiers.math.guards import GuardError, check_text, count_nodes
 from verifiers.math.normalisation import normalise
@@ -268,3 +268,44 @@ def test_fuzzed_answers_never_crash_or_hang(answer: str, gold: str) -> None:
     verdict = verify_math(f"<answer>{answer}</answer>", gold, CFG)
     assert verdict.status in ("ok", "wrong", "no_answer")
     assert time.process_time() - start < 1.0
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("\\sqrt{8}", "2\\sqrt{2}", True),
+        ("\\frac{5}{\\sqrt{2}}", "\\frac{5\\sqrt2}{2}", True),
+        ("\\frac{\\pi}{2}", "90\\cdot\\frac{\\pi}{180}", True),
+        ("\\sqrt{-4}", "2i", True),
+        ("\\sqrt2", "1.41421356", False),
+        ("\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}", False),
+    ],
+)
+def test_numeric_fast_path(a: str, b: str, same: bool) -> None:
+    x, y = evaluate_numeric(a), evaluate_numeric(b)
+    assert x is not None and y is not None
+    assert approx_equal(x, y) is same
+
+
+def test_numeric_path_leaves_variables_to_sympy() -> None:
+    assert evaluate_numeric("x + 1") is None
+    assert evaluate_numeric("\\sqrt[3]{27}") is None
+
+
+def test_import_does_not_load_sympy() -> None:
+    # The API process imports every verifier; sympy (about a second) loads only when needed.
+    import subprocess
+    import sys
+
+    code = "import sys, verifiers.math; print('sympy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_warm_up_loads_the_symbolic_path() -> None:
+    import sys
+
+    from verifiers.math import warm_up
+
+    warm_up()
+    assert "sympy" in sys.modules and "math_verify" in sys.modules
