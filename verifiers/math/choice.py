@@ -36,6 +36,8 @@ def predicted_letters(answer: str, choices: str) -> tuple[str, ...]:
     m = leading.match(text)
     if m is None:
         return ()
+    if m.group(1).islower() and not re.fullmatch(r"[(\[]?\s*[a-z]\s*[)\].]?", text):
+        return ()  # "a triangle" is prose; a lone "c" or "(c)" is a choice
     first = m.group(1).upper()
     found = [first]
     # Other letters standing alone ("C or D", "(B), (C)") make the answer a hedge; lower-case

@@ -153,6 +153,19 @@ _ISOLATION = [
         N,
         "math span after the phrase is wrong",
     ),
+    (
+        "Left: 400 + 2*250 = 900. Right: 900.\n\nSo the count is **73**.\n\n---\n\n✅ Final Answer: **73**",
+        "73",
+        Y,
+        "bold final answer after emoji; earlier bold and sums ignored (#76)",
+    ),
+    ("Left: 400 + 2*250 = 900.\n\n✅ Final Answer: **72**", "73", N, "bold final answer after emoji, wrong"),
+    (
+        "The last three digits of 2,552,004 are 004, so \\boxed{004}.\n\n**Final Answer**\n\\boxed{004}",
+        "4",
+        Y,
+        "same boxed value twice, with leading zeros",
+    ),
 ]
 
 _HEDGING = [
@@ -216,6 +229,9 @@ _HEDGING = [
     ),
     (TA("1"), "1, 2", N, "one of two solutions"),
     (TA("\\emptyset"), "1", N, "empty set against a value"),
+    (TA("1728"), "1331 \\text{ and } 1728", N, "one of two required answers (#47)"),
+    (TA("1728 \\text{ and } 1331"), "1331 \\text{ and } 1728", Y, "both required answers in another order"),
+    (TA("1331, 1728, 2197"), "1331 \\text{ and } 1728", N, "required answers plus an extra one"),
 ]
 
 _GUARDS = [
@@ -540,6 +556,9 @@ _HACKING = [
     (TA("ABCDE"), "C", N, "letters run together"),
     (TA("(A)(B)(C)(D)"), "C", N, "every letter in parens"),
     (TA("\\text{all of the above}"), "C", N, "all of the above"),
+    (TA("a triangle"), "A", N, "the article a is not choice A"),
+    (TA("(c)"), "C", Y, "a lone lower-case letter in parens is a choice (control row)"),
+    (TA("C, not D"), "C", N, "choice with a negated alternative"),
     (TA("C or D"), "C", N, "two choices"),
     (TA("yes or no"), "yes", N, "both text answers"),
     (TA("yes/no"), "yes", N, "both text answers with slash"),
