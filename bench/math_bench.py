@@ -180,17 +180,27 @@ def suite_report(runners: dict[str, Runner]) -> None:
     print(f"\n## Regression suite: {len(cases_mod.CASES)} labelled cases (acc, false pos, false neg)\n")
     print(f"{'category':<10} {'n':>4} | " + " | ".join(f"{s + ' acc  FP   FN':>22}" for s in SIDES))
     totals = {s: Tally() for s in SIDES}
+    cpu: dict[str, list[float]] = {s: [] for s in SIDES}
     for category in cases_mod.CATEGORIES:
         cases = [c for c in cases_mod.CASES if c.category == category]
         tallies = {s: Tally() for s in SIDES}
         for c in cases:
             for side in SIDES:
-                reward, _, _, timed_out = runners[side].score(c.completion, c.gold, c.options)
+                reward, c_s, _, timed_out = runners[side].score(c.completion, c.gold, c.options)
+                if not timed_out:
+                    cpu[side].append(c_s)
                 tallies[side].add(c.expected, reward, timed_out)
                 totals[side].add(c.expected, reward, timed_out)
         print(f"{category:<10} {len(cases):>4} | " + " | ".join(f"{tallies[s].cell():>22}" for s in SIDES))
     print(f"{'all':<10} {totals['ours'].n:>4} | " + " | ".join(f"{totals[s].cell():>22}" for s in SIDES))
     print("timeouts: " + ", ".join(f"{s} {totals[s].timeouts}" for s in SIDES))
+    # The suite is sympy-heavy on purpose (notation, guards): a harder mix than training data.
+    print(
+        "suite throughput (items/s per core, CPU; p99 ms): "
+        + ", ".join(
+            f"{s} {len(cpu[s]) / sum(cpu[s]):.0f} ({_percentile(cpu[s], 0.99) * 1e3:.1f})" for s in SIDES
+        )
+    )
 
 
 def realistic_mix(n: int, seed: int = 0) -> list[tuple[str, str, bool]]:
