@@ -43,6 +43,7 @@ _PERCENT = re.compile(r"\\%|%|\s*\bpercent\b")
 _OVER = re.compile(r"\{([^{}]*)\\over([^{}]*)\}")
 # Thousands separators that are unambiguous.
 _THIN_SPACE_GROUP = re.compile(r"(?<=\d)(?:\\,|\\ |~|\{,\}|\\thinspace\s*)(?=\d{3}(?!\d))")
+_MATH_THOUSANDS = re.compile(r"(?<=\d),\s*\\!\s*(?=\d{3}(?!\d))")
 _SPACE_GROUP = re.compile(r"^(\d{1,3})((?: \d{3})+)$")
 _COMMA_GROUP = re.compile(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+)(?![\d,]|\.\d)")
 _COMMA_GROUP_DECIMAL = re.compile(r"^-?\d{1,3}(?:,\d{3})+\.\d+$")
@@ -122,6 +123,8 @@ def normalise(answer: str) -> Normalised:
     """
     s = _strip_math_delimiters(answer)
     s = _strip_trailing(s)
+    # MATH writes thousands as "1,\!250": drop the pair before "\!" becomes a space.
+    s = _MATH_THOUSANDS.sub("", s)
     for pattern, repl in _WRAPPERS:
         s = pattern.sub(repl, s)
     while True:
