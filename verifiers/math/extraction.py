@@ -139,6 +139,9 @@ def _from_phrase(text: str) -> Extraction | None:
 
 
 _MATH_SPAN = re.compile(r"^(\$\$|\$|\\\(|\\\[)(.+?)(\$\$|\$|\\\)|\\\])")
+_ALTERNATIVE_TAIL = re.compile(
+    r"\b(?:or|possibly|maybe|perhaps|probably|either|alternatively)\b", re.IGNORECASE
+)
 _SENTENCE_END = re.compile(r"(?<!\d)\.\s|\.\s+(?=[A-Z])|\.$")
 
 
@@ -150,6 +153,12 @@ def _trim_phrase_answer(ans: str) -> str:
     ans = ans.strip().lstrip("*").strip()
     m = _MATH_SPAN.match(ans)
     if m is not None:
+        rest = ans[m.end() :]
+        end = _SENTENCE_END.search(rest)
+        rest = rest[: end.start()] if end else rest
+        # "$42$ (or possibly $43$)": an alternative after the span keeps the hedge in the answer.
+        if _ALTERNATIVE_TAIL.search(rest):
+            return (m.group(2) + " " + rest).strip()
         return m.group(2).strip()
     end = _SENTENCE_END.search(ans)
     return (ans[: end.start()] if end else ans).strip()

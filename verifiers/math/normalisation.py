@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 _WRAPPERS = (
     (re.compile(r"\\displaystyle"), ""),
+    (re.compile(r"^\s*\\(?:therefore|implies|Rightarrow|Longrightarrow|to)\s*"), ""),
     (re.compile(r"\\left\s*\\?([(\[\]{|.)])"), r"\1"),
     (re.compile(r"\\right\s*\\?([)\]\[}|.(])"), r"\1"),
     (re.compile(r"\\[dt]frac"), r"\\frac"),

@@ -117,6 +117,20 @@ def _judge_choice(gold: Gold, answer: str, config: MathConfig, details: dict[str
     return _verdict(letters[0] == gold.letter, letters[0], details)
 
 
+def _all_same_value(answers: tuple[str, ...]) -> bool:
+    """Several committed answers that are one exact value written differently."""
+    values = set()
+    for a in answers[:8]:
+        try:
+            v = evaluate(normalise(a).text)
+        except GuardError:
+            return False
+        if v is None:
+            return False
+        values.add(v.value)
+    return len(answers) <= 8 and len(values) == 1
+
+
 def _join_boxes(gold: Gold, answers: tuple[str, ...]) -> str | None:
     """Several boxes are one answer only when the gold is a list of that many values."""
     if gold.shape.kind in ("set", "tuple") and len(gold.shape.items) == len(answers):
@@ -151,6 +165,8 @@ def verify_math(completion: str, reference: Any, config: MathConfig) -> Verdict:
         return Verdict("no_answer", 0.0, None, details)
     answers = extraction.answers
     details["pred_raw"] = [a[:_SHOWN_CHARS] for a in answers]
+    if len(answers) > 1 and _all_same_value(answers):
+        answers = answers[:1]  # "\boxed{42.0} ... \boxed{42}" commits to one value
     if len(answers) > 1:
         joined = _join_boxes(gold, answers)
         if joined is None:

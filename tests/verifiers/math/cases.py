@@ -596,6 +596,87 @@ _HACKING = [
 ]
 
 
+# Second batch, written as a held-out check after the first 440 rows passed, then kept as regressions.
+_NOTATION_2 = [
+    ("Area: $\\boxed{24}$ square units.", "24", Y, "boxed number followed by a unit phrase"),
+    (T("area") + "<answer>$\\boxed{24 \\text{ square units}}$</answer>", "24", Y, "unit text inside the box"),
+    ("Thus $x = \\boxed{-\\frac{3}{2}}$.", "-1.5", Y, "negative fraction against a decimal gold"),
+    ("Thus $x = \\boxed{-\\frac{2}{3}}$.", "-1.5", N, "inverted negative fraction"),
+    ("So the answer is $\\boxed{2, -5}$.", "-5, 2", Y, "both roots, other order"),
+    ("So the answer is $\\boxed{-5}$.", "-5, 2", N, "one root of two"),
+    ("The probability is $\\boxed{0.1389}$.", "\\frac{5}{36}", N, "rounded probability for an exact gold"),
+    ("\\boxed{\\text{(B)}\\ 8}", "B", Y, "choice letter with its value"),
+    ("\\boxed{(E)}", "B", N, "other choice letter"),
+    ("Therefore, the range is $\\boxed{(-2, 7]}$.", "[-2,7]", N, "open end for a closed gold"),
+    ("The vertex is at $\\boxed{(-4, 3)}$.", "(3,-4)", N, "coordinates swapped"),
+    (
+        "$\\boxed{\\sqrt{\\frac{2}{3}}}$",
+        "\\frac{\\sqrt6}{3}",
+        Y,
+        "root of a fraction equals the rationalised form",
+    ),
+    ("$\\boxed{\\frac{2\\sqrt{3}}{3}}$", "\\frac{\\sqrt6}{3}", N, "different radical"),
+    ("The answer is $\\boxed{12\\%}$.", "12", Y, "percent against plain number"),
+    ("\\boxed{x^2+4x+2}", "(x+2)^2", N, "wrong constant term"),
+    ("\\boxed{\\frac{1}{4}\\pi}", "\\frac{\\pi}{4}", Y, "coefficient form of pi over 4"),
+    ("\\boxed{135^\\circ}", "45", N, "supplementary angle"),
+    ("\\boxed{5.196}", "\\sqrt{27}", N, "decimal for a radical"),
+    ("\\boxed{m+n = 47}", "47", Y, "named sum equals the value"),
+    ("\\boxed{a=2, b=3}", "(2,3)", Y, "assignments for an ordered pair"),
+    ("\\boxed{0.\\overline{09}}", "\\frac{1}{11}", Y, "two-digit repeating cycle"),
+    ("\\boxed{1\\frac{3}{4}}", "\\frac34", N, "mixed number is not its fraction part"),
+    ("\\boxed{y = \\frac{1}{2}x + 3}", "y=-\\frac{x}{2}+3", N, "slope sign differs"),
+    ("\\boxed{10^{-3}}", "0.001", Y, "negative power of ten"),
+    ("\\boxed{0.01}", "0.001", N, "off by ten"),
+    ("\\boxed{\\binom{10}{3}}", "120", Y, "binomial value"),
+    ("\\boxed{\\text{No solution}}", "\\text{no solution}", Y, "text answer, case-insensitive"),
+    ("\\boxed{1,\\!250}", "1250", Y, "MATH-style thousands in a box"),
+    ("\\boxed{\\therefore 42}", "42", Y, "therefore sign before the value"),
+    ("\\boxed{\\lfloor 42.5 \\rfloor}", "42", Y, "floor evaluates"),
+    ("\\boxed{\\lceil 42.5 \\rceil}", "42", N, "ceiling is 43"),
+    ("\\boxed{0.\\overline{9}}", "1", Y, "0.9 repeating is 1"),
+    ("\\boxed{e^{\\ln 42}}", "42", Y, "exp of log"),
+    ("\\boxed{\\sqrt{1764}}", "42", Y, "perfect square root"),
+    ("\\boxed{\\sqrt{1765}}", "42", N, "not a perfect square"),
+    ("\\boxed{42.0} and \\boxed{42}", "42", Y, "two boxes with one value written twice"),
+    ("\\boxed{42.5} and \\boxed{42}", "42", N, "two boxes with different values"),
+]
+
+_HACKING_2 = [
+    ("\\boxed{42 \\lor 43}", "42", N, "logical or of two values"),
+    ("\\boxed{42 \\vee 43}", "42", N, "vee of two values"),
+    ("\\boxed{42; 43}", "42", N, "semicolon list"),
+    ("\\boxed{42 \\\\ 43}", "42", N, "line break between values"),
+    ("\\boxed{42 \\quad 43}", "42", N, "quad space between values"),
+    ("\\boxed{42 \\text{ to } 43}", "42", N, "a range in words"),
+    ("\\boxed{\\max(42, 43)}", "42", N, "max picks the other value"),
+    ("\\boxed{\\text{42 or 43}}", "42", N, "hedge inside text"),
+    ("\\boxed{42 \\text{ (approximately)}}", "42", N, "approximately in text"),
+    ("\\boxed{\\approx 0.333}", "\\frac13", N, "approximate decimal"),
+    ("\\boxed{42 + O(1)}", "42", N, "big-O slack"),
+    ("<answer>\\boxed{}</answer>", "42", N, "empty box"),
+    ("\\boxed{ABCD}", "A", N, "all letters run together"),
+    ("\\boxed{A, C}", "A", N, "two letters"),
+    ("\\boxed{\\textbf{(A)}\\ 5 \\qquad \\textbf{(B)}\\ 6}", "A", N, "the options copied out"),
+    ("\\boxed{\\text{True and False}}", "\\text{True}", N, "both truth values"),
+    ("\\boxed{\\mathbb{R}}", "(-\\infty, 2)", N, "all reals for a ray"),
+    ("\\boxed{0.999\\ldots}", "1", N, "an ellipsis is not a repeating bar"),
+    ("\\boxed{42 \\neq 43}", "42", N, "a true inequation, not an answer"),
+    ("The answer: $42$ (or possibly $43$)", "42", N, "hedge after the math span"),
+    ("Final answer: 42, 43", "42", N, "two values after the phrase"),
+    ("Final answer: 42 / 43", "42", N, "a fraction of two candidates"),
+    ("<think>The answer is 42</think>", "42", N, "answer phrase only inside reasoning"),
+    ("</think>The answer is 42", "42", Y, "reasoning closed, then the phrase (control row)"),
+    ("\\boxed{4\\!2}", "42", N, "digits split by a negative space are not thousands"),
+    ("\\boxed{4 2}", "42", N, "digits split by a space"),
+    ("\\boxed{101010_2}", "42", N, "binary subscript notation"),
+    ("\\boxed{XLII}", "42", N, "roman numerals"),
+    ("\\boxed{41.99999999999999999999999999}", "42", N, "decimal very close to an integer gold"),
+    ("\\boxed{42 + 10^{-50}}", "42", N, "gold plus a tiny term"),
+    ("\\boxed{42(1+10^{-45})}", "42", N, "gold times one plus a tiny term"),
+]
+
+
 def _rows(category: str, rows: list[tuple[Any, ...]]) -> list[Case]:
     out = []
     for row in rows:
@@ -612,4 +693,6 @@ CASES: list[Case] = (
     + _rows("numbers", _NUMBERS)
     + _rows("notation", _NOTATION)
     + _rows("hacking", _HACKING)
+    + _rows("notation", _NOTATION_2)
+    + _rows("hacking", _HACKING_2)
 )
