@@ -13,8 +13,12 @@ from dataclasses import dataclass
 _WRAPPERS = (
     (re.compile(r"\\displaystyle"), ""),
     (re.compile(r"^\s*\\(?:therefore|implies|Rightarrow|Longrightarrow|to)\s*"), ""),
-    (re.compile(r"\\left\s*\\?([(\[\]{|.)])"), r"\1"),
-    (re.compile(r"\\right\s*\\?([)\]\[}|.(])"), r"\1"),
+    (re.compile(r"\\lbrace\b"), r"\\{"),
+    (re.compile(r"\\rbrace\b"), r"\\}"),
+    (re.compile(r"\\lbrack\b"), "["),
+    (re.compile(r"\\rbrack\b"), "]"),
+    (re.compile(r"\\(?:left|right)\s*\."), ""),  # invisible delimiters
+    (re.compile(r"\\(?:left|right)\s*(\\[{}]|\\?[()\[\]|])"), r"\1"),
     (re.compile(r"\\[dt]frac"), r"\\frac"),
     (
         re.compile(

@@ -640,6 +640,9 @@ _NOTATION_2 = [
     ("\\boxed{\\sqrt{1765}}", "42", N, "not a perfect square"),
     ("\\boxed{42.0} and \\boxed{42}", "42", Y, "two boxes with one value written twice"),
     ("\\boxed{42.5} and \\boxed{42}", "42", N, "two boxes with different values"),
+    ("\\boxed{\\left\\{1,2\\right\\}}", "\\{1,2\\}", Y, "left/right braces keep the set"),
+    ("\\boxed{\\left\\{1,3\\right\\}}", "\\{1,2\\}", N, "left/right braces, wrong member"),
+    ("\\boxed{\\lbrace 1, 2 \\rbrace}", "\\{1,2\\}", Y, "lbrace spelling of a set"),
 ]
 
 _HACKING_2 = [
