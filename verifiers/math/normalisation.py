@@ -54,7 +54,9 @@ _COMMA_GROUP = re.compile(r"(?<![\d.,])(\d{1,3}(?:,\d{3})+)(?![\d,]|\.\d)")
 _COMMA_GROUP_DECIMAL = re.compile(r"^-?\d{1,3}(?:,\d{3})+\.\d+$")
 # Units after a plain number: words only, never digits or maths after them.
 _NUMBER_THEN_WORDS = re.compile(
-    r"^(-?\d+(?:\.\d+)?(?:/\d+)?)\s*(?:\\ )?\s*([A-Za-z][A-Za-z .\-]*(?:\^\{?[23]\}?)?)$"
+    r"^(?P<lhs>[A-Za-z]\w*\s*=\s*)?"
+    r"(?P<num>-?(?:\d+(?:\.\d+)?(?:/\d+)?|\d*\s*\\frac\{\d+\}\{\d+\}))"
+    r"\s*(?:\\ )?\s*(?P<unit>[A-Za-z][A-Za-z .\-]*(?:\^\{?[23]\}?)?)$"
 )
 _SCALE_WORDS = {
     "thousand",
@@ -146,8 +148,12 @@ def normalise(answer: str) -> Normalised:
     s = _thousands(s.strip())
     unit = ""
     m = _NUMBER_THEN_WORDS.match(s)
-    if m and not (set(m.group(2).lower().split()) & _SCALE_WORDS) and not _is_variable_tail(m.group(2)):
-        s, unit = m.group(1), m.group(2).strip()
+    if (
+        m
+        and not (set(m.group("unit").lower().split()) & _SCALE_WORDS)
+        and not _is_variable_tail(m.group("unit"))
+    ):
+        s, unit = (m.group("lhs") or "") + m.group("num"), m.group("unit").strip()
     s = re.sub(r"\s+", " ", s).strip()
     return Normalised(s, degrees, percent, unit)
 

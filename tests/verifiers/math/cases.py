@@ -643,6 +643,10 @@ _NOTATION_2 = [
     ("\\boxed{\\left\\{1,2\\right\\}}", "\\{1,2\\}", Y, "left/right braces keep the set"),
     ("\\boxed{\\left\\{1,3\\right\\}}", "\\{1,2\\}", N, "left/right braces, wrong member"),
     ("\\boxed{\\lbrace 1, 2 \\rbrace}", "\\{1,2\\}", Y, "lbrace spelling of a set"),
+    ("\\boxed{\\frac{1}{2} \\text{ hour}}", "\\frac12", Y, "unit after a fraction"),
+    ("\\boxed{x = 5 \\text{ cm}}", "5", Y, "unit after an assignment"),
+    ("\\boxed{x = 6 \\text{ cm}}", "5", N, "unit after an assignment, wrong value"),
+    ("\\boxed{2\\frac{1}{2} \\text{ cups}}", "2.5", Y, "unit after a mixed number"),
 ]
 
 _HACKING_2 = [
