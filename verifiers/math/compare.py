@@ -137,7 +137,7 @@ def _symbolic(gold_text: str, pred_text: str, ctx: Context, *, inexact_gold: boo
             if not same and pred_decimal:
                 return Decision(False, "symbolic: decimal_approximation_of_exact_gold")
             return Decision(same, "symbolic_numeric")
-    return Decision(objects_equal(g, p), "math_verify")
+    return Decision(objects_equal(g, p), "structured: relation, matrix or math-verify")
 
 
 def _numeric(gold_text: str, pred_text: str, ctx: Context, *, inexact_gold: bool) -> Decision | None:

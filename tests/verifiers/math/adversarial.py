@@ -48,5 +48,12 @@ ADVERSARIAL: list[tuple[str, str, str]] = [
     ("gamma of huge", _ta("\\Gamma(10^{100})"), "1"),
     ("huge integer literal", _ta("1" * 5000), "1"),
     ("scientific notation abuse", _ta("1e999999999"), "1"),
+    ("equation with a big power", _ta("y=(x+1)^{200} - x"), "y=(x+2)^{200}"),
+    ("two-variable equation, big power", _ta("x^2 + y^2 = (a+b)^{50}"), "x^2+y^2=(a+b)^{49}"),
+    (
+        "matrix of big powers",
+        _ta("\\begin{pmatrix} x^{99} & 1 \\\\ 2 & 3\\end{pmatrix}"),
+        "\\begin{pmatrix} x^{98} & 1 \\\\ 2 & 3\\end{pmatrix}",
+    ),
     ("repeating decimal abuse", _ta("0.\\overline{" + "9" * 5000 + "}"), "1"),
 ]

@@ -647,6 +647,26 @@ _NOTATION_2 = [
     ("\\boxed{x = 5 \\text{ cm}}", "5", Y, "unit after an assignment"),
     ("\\boxed{x = 6 \\text{ cm}}", "5", N, "unit after an assignment, wrong value"),
     ("\\boxed{2\\frac{1}{2} \\text{ cups}}", "2.5", Y, "unit after a mixed number"),
+    ("\\boxed{2y = 4x + 6}", "y = 2x+3", Y, "equation scaled by a constant is the same equation"),
+    ("\\boxed{2y = 4x + 5}", "y = 2x+3", N, "scaled equation with a wrong constant"),
+    ("\\boxed{x + y < 3}", "3 > x + y", Y, "two-variable inequality written the other way"),
+    ("\\boxed{2x + 2y < 6}", "x + y < 3", Y, "inequality scaled by a positive constant"),
+    ("\\boxed{x + y > 3}", "x + y < 3", N, "inequality reversed"),
+    ("\\boxed{x + y \\le 3}", "x + y < 3", N, "strictness differs"),
+    ("\\boxed{x^2 + y^2 = 25}", "x^2+y^2=25", Y, "circle equation"),
+    ("\\boxed{x^2 + y^2 = 5}", "x^2+y^2=25", N, "circle with a different radius"),
+    (
+        "\\boxed{\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}}",
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        Y,
+        "same matrix",
+    ),
+    (
+        "\\boxed{\\begin{pmatrix} 1 & 3 \\\\ 2 & 4 \\end{pmatrix}}",
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        N,
+        "transposed matrix",
+    ),
 ]
 
 _HACKING_2 = [
