@@ -15,11 +15,12 @@ from verifiers.math.config import AnswerSource
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
-# Explicit commitments outside any tag. Bold markers around the phrase are tolerated, and the
-# phrase must be followed by the answer on the same line.
+# Explicit commitments outside any tag: "final answer is", "the answer is", "Answer:", GSM8K's
+# "#### 42". Bold markers around the phrase are tolerated.
 _FINAL_PHRASE = re.compile(
     r"(?:final\s+answer|the\s+answer)\s*(?:is|:)?\s*[:=]?\s*\**\s*:?\s*(?P<ans>[^\n]+)"
-    r"|^\s*\**\s*answer\s*\**\s*:\s*\**(?P<ans2>[^\n]+)",
+    r"|^\s*\**\s*answer\s*\**\s*:\s*\**(?P<ans2>[^\n]+)"
+    r"|^\s*####\s*(?P<ans3>[^\n]+)",  # GSM8K's closing line
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -134,7 +135,7 @@ def _from_phrase(text: str) -> Extraction | None:
         last = m
     if last is None:
         return None
-    ans = _trim_phrase_answer(last.group("ans") or last.group("ans2") or "")
+    ans = _trim_phrase_answer(last.group("ans") or last.group("ans2") or last.group("ans3") or "")
     return Extraction((ans,), "final_answer_phrase") if ans else None
 
 

@@ -166,6 +166,14 @@ _ISOLATION = [
         Y,
         "same boxed value twice, with leading zeros",
     ),
+    ("She sold 48/2 = 24 in May.\nAltogether 48+24 = 72.\n#### 72", "72", Y, "GSM8K closing line"),
+    ("She sold 48/2 = 24 in May.\nAltogether 48+24 = 72.\n#### 71", "72", N, "GSM8K closing line, wrong"),
+    ("Answer: \\(5\\)", "5", Y, "inline math delimiters after Answer:"),
+    ("Answer: \\(6\\)", "5", N, "inline math delimiters after Answer:, wrong"),
+    ("**Answer:** $\\frac{1}{2}$", "0.5", Y, "bold Answer: with a fraction"),
+    ("Answer: (B) 12", "B", Y, "choice with its value after Answer:"),
+    ("Answer: B and C", "B", N, "two choices after Answer:"),
+    ("<answer>\nThe answer is B.\n</answer>", "B", Y, "phrase inside the answer block for a choice"),
 ]
 
 _HEDGING = [
