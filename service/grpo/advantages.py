@@ -214,7 +214,11 @@ def trl_advantages(rewards: torch.Tensor, inv: torch.Tensor, config: TrlAdvantag
         cnt = valid.sum()
         if s.numel() > 1:
             x = s[valid]
-            std_b = torch.sqrt(((x - x.mean()) ** 2).sum() / (cnt - 1)) if cnt > 1 else torch.tensor(torch.nan, dtype=F64)
+            std_b = (
+                torch.sqrt(((x - x.mean()) ** 2).sum() / (cnt - 1))
+                if cnt > 1
+                else torch.tensor(torch.nan, dtype=F64)
+            )
             if cnt > 1 and bool((x == x[0]).all()):
                 std_b = torch.tensor(0.0, dtype=F64)
         else:
@@ -248,7 +252,9 @@ def compute_advantages(
     """
     rewards = torch.as_tensor(rewards, dtype=F64).flatten()
     b = rewards.numel()
-    needs_groups = not (isinstance(config, VerlAdvantageConfig) and config.adv_estimator in ("remax", "reinforce_plus_plus"))
+    needs_groups = not (
+        isinstance(config, VerlAdvantageConfig) and config.adv_estimator in ("remax", "reinforce_plus_plus")
+    )
     if needs_groups and group_ids is None and group_size is None:
         raise GrpoInputError("give group_ids or group_size")
     inv = group_index(group_ids, b, group_size) if needs_groups else torch.zeros(b, dtype=torch.int64)
@@ -264,7 +270,9 @@ def compute_advantages(
         return trl_advantages(rewards, inv, config)
     if config.adv_estimator == "reinforce_plus_plus":
         if lengths is None:
-            raise GrpoInputError("reinforce_plus_plus needs lengths (the reward sits on the last valid token)")
+            raise GrpoInputError(
+                "reinforce_plus_plus needs lengths (the reward sits on the last valid token)"
+            )
         t = max(int(lengths.max()), 1) if b else 1
         m = (torch.arange(t)[None, :] < lengths[:, None]).to(F64)
         r = torch.zeros(b, t, dtype=F64)

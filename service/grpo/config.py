@@ -55,7 +55,9 @@ class VerlAdvantageConfig:
 
     def __post_init__(self) -> None:
         if self.adv_estimator not in VERL_ADV_ESTIMATORS:
-            raise GrpoConfigError(f"adv_estimator must be one of {VERL_ADV_ESTIMATORS}, got {self.adv_estimator!r}")
+            raise GrpoConfigError(
+                f"adv_estimator must be one of {VERL_ADV_ESTIMATORS}, got {self.adv_estimator!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,13 @@ class VerlLossConfig:
         if self.loss_mode not in VERL_LOSS_MODES:
             raise GrpoConfigError(f"loss_mode must be one of {VERL_LOSS_MODES}, got {self.loss_mode!r}")
         if self.loss_agg_mode not in VERL_AGG_MODES:
-            raise GrpoConfigError(f"loss_agg_mode must be one of {VERL_AGG_MODES}, got {self.loss_agg_mode!r}")
+            raise GrpoConfigError(
+                f"loss_agg_mode must be one of {VERL_AGG_MODES}, got {self.loss_agg_mode!r}"
+            )
         if self.kl_loss_type.rstrip("+") not in VERL_KL_TYPES:
-            raise GrpoConfigError(f"kl_loss_type must be one of {VERL_KL_TYPES} (+ allowed), got {self.kl_loss_type!r}")
+            raise GrpoConfigError(
+                f"kl_loss_type must be one of {VERL_KL_TYPES} (+ allowed), got {self.kl_loss_type!r}"
+            )
         if self.loss_mode == "vanilla" and not self.clip_ratio_c > 1.0:
             raise GrpoConfigError(f"clip_ratio_c must be > 1.0, got {self.clip_ratio_c}")
         if self.loss_scale_factor is not None and not self.loss_scale_factor > 0:
