@@ -175,7 +175,8 @@ def _verl_pg_block(
         acc.add("pg_clipfrac", ((r != rc) & m).sum())
         return -rc * a * lp, (-rc * a).expand_as(lp)
     if mode == "sapo":
-        tau = torch.where(a > 0, cfg.tau_pos, cfg.tau_neg).to(lp.dtype)
+        tp = torch.tensor(cfg.tau_pos, dtype=lp.dtype, device=lp.device)
+        tau = torch.where(a > 0, tp, torch.tensor(cfg.tau_neg, dtype=lp.dtype, device=lp.device))
         sg = torch.sigmoid(tau * (r - 1.0))
         return -(sg * (4.0 / tau)) * a, (-4.0 * a * sg * (1.0 - sg) * dr).expand_as(lp)
     # vanilla / gspo: clipped surrogate
@@ -347,6 +348,7 @@ def trl_loss(x: LossInputs, cfg: TrlLossConfig, block_elems: int | None = None) 
             glp = -cq * a
             acc.add("cispo_clip", ((q > eh) & (a > 0)).expand_as(m).logical_and(m).sum())
         elif lt == "sapo":
+            # TRL builds the temperatures with torch.where on Python floats: float32 values, kept for parity
             tau = torch.where(a > 0, cfg.sapo_temperature_pos, cfg.sapo_temperature_neg).to(x.dtype)
             sg = torch.sigmoid(tau * (q - 1.0))
             ptl = -(sg * 4.0 / tau) * a
