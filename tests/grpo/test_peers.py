@@ -72,7 +72,7 @@ def verl_peer(cfg: VerlLossConfig, lp, old, ref, adv, m):
     if cfg.loss_scale_factor is not None:
         actor.global_batch_info["loss_scale_factor"] = cfg.loss_scale_factor
     leaf = lp.clone().requires_grad_(True)
-    mf = m.to(F64)
+    mf = m.to(lp.dtype)
     a = adv[:, None] * mf
     torch.manual_seed(cfg.seed)
     fn = core_algos.get_policy_loss_fn(cfg.loss_mode)
