@@ -113,8 +113,10 @@ def main() -> None:
     b, t = args.B, args.T
     lp, old, ref, adv, mask = make_batch(b, t, dev)
     valid = int(mask.sum())
-    print(f"# {b} x {t} fp32, {valid / 1e6:.2f} M valid tokens, device {dev}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, reps {args.reps} (medians)")
+    print(
+        f"# {b} x {t} fp32, {valid / 1e6:.2f} M valid tokens, device {dev}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, reps {args.reps} (medians)"
+    )
     bw = copy_bandwidth(dev, sync, args.reps)
     print(f"# measured copy bandwidth {bw / 1e9:.1f} GB/s")
     tp, reason = peer_fns()
@@ -124,14 +126,27 @@ def main() -> None:
     cases = [
         ("verl vanilla+dual-clip token-mean +0.001 k3", VerlLossConfig(use_kl_loss=True), True),
         ("verl vanilla token-mean, no KL", VerlLossConfig(), False),
-        ("verl gspo seq-mean-token-mean", VerlLossConfig(loss_mode="gspo", loss_agg_mode="seq-mean-token-mean"), False),
+        (
+            "verl gspo seq-mean-token-mean",
+            VerlLossConfig(loss_mode="gspo", loss_agg_mode="seq-mean-token-mean"),
+            False,
+        ),
         ("TRL grpo beta=0.04 (k3*IS)", TrlLossConfig(loss_type="grpo", beta=0.04), True),
         ("TRL dapo beta=0", TrlLossConfig(), False),
     ]
-    print(f"{'case':46s} {'ours ms':>9s} {'peer ms':>9s} {'x faster':>9s} {'bound ms':>9s} {'ours/bound':>10s}")
+    print(
+        f"{'case':44s} {'eager ms':>9s} {'compiled':>9s} {'peer ms':>9s} {'x eager':>8s} {'x compl':>8s} "
+        f"{'bound ms':>9s} {'compl/bound':>11s}"
+    )
     for name, cfg, uses_ref in cases:
         r = ref if uses_ref else None
-        ours = median_ms(lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg), args.reps, sync)
+        eager = median_ms(lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg), args.reps, sync)
+        t0 = time.perf_counter()
+        compute_loss(lp, old, r, adv, mask, cfg, use_compile=True)
+        compile_s = time.perf_counter() - t0
+        comp = median_ms(
+            lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg, use_compile=True), args.reps, sync
+        )
         if tp:
             fn = tp.verl_peer if isinstance(cfg, VerlLossConfig) else tp.trl_peer
             peer = median_ms(lambda cfg=cfg, fn=fn: fn(cfg, lp, old, ref, adv, mask.bool()), args.reps, sync)
@@ -139,7 +154,11 @@ def main() -> None:
             peer = median_ms(lambda cfg=cfg, r=r: reference_loss(lp, old, r, adv, mask, cfg), args.reps, sync)
         nbytes = b * t * ((12 if uses_ref else 8) + 1 + 4)
         bound = nbytes / bw * 1e3
-        print(f"{name:46s} {ours:9.2f} {peer:9.2f} {peer / ours:9.1f} {bound:9.2f} {ours / bound:10.1f}")
+        print(
+            f"{name:44s} {eager:9.2f} {comp:9.2f} {peer:9.2f} {peer / eager:8.1f} {peer / comp:8.1f} "
+            f"{bound:9.2f} {comp / bound:11.1f}   (first compiled call {compile_s:.1f} s)",
+            flush=True,
+        )
     print(f"# peer column = {peer_label}")
     if args.no_http:
         return
@@ -147,6 +166,7 @@ def main() -> None:
 
     from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, decode, encode
 
+    compiled = os.environ.get("REFEREE_GRPO_COMPILE", "") == "1"
     port = free_port()
     server, th = serve(port)
     cfg = TrlLossConfig(loss_type="grpo", beta=0.04)
@@ -156,22 +176,51 @@ def main() -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
 
             def call() -> torch.Tensor:
-                body = encode({"logp": host[0], "old_logp": host[1], "ref_logp": host[2], "advantages": host[3],
-                               "mask": host[4]}, {"options": opts})
-                resp = client.post("/grpo/loss", content=body, headers={"content-type": SAFETENSORS_MEDIA_TYPE})
+                body = encode(
+                    {
+                        "logp": host[0],
+                        "old_logp": host[1],
+                        "ref_logp": host[2],
+                        "advantages": host[3],
+                        "mask": host[4],
+                    },
+                    {"options": opts},
+                )
+                resp = client.post(
+                    "/grpo/loss", content=body, headers={"content-type": SAFETENSORS_MEDIA_TYPE}
+                )
                 resp.raise_for_status()
                 return decode(resp.content)[0]["grad_logprobs"]
 
             http = median_ms(call, args.reps, sync)
-            inproc = median_ms(lambda: compute_loss(host[0], host[1], host[2], host[3], host[4], cfg,
-                                                    device=dev).grad.cpu(), args.reps, sync)
-            req_mb = len(encode({"logp": host[0], "old_logp": host[1], "ref_logp": host[2], "advantages": host[3],
-                                 "mask": host[4]})) / 1e6
+            inproc = median_ms(
+                lambda: compute_loss(
+                    host[0], host[1], host[2], host[3], host[4], cfg, device=dev, use_compile=compiled
+                ).grad.cpu(),
+                args.reps,
+                sync,
+            )
+            req_mb = (
+                len(
+                    encode(
+                        {
+                            "logp": host[0],
+                            "old_logp": host[1],
+                            "ref_logp": host[2],
+                            "advantages": host[3],
+                            "mask": host[4],
+                        }
+                    )
+                )
+                / 1e6
+            )
     finally:
         server.should_exit = True
         th.join(timeout=10)
-    print(f"HTTP (safetensors body {req_mb:.1f} MB, TRL grpo+KL): {http:.2f} ms vs in-process {inproc:.2f} ms: "
-          f"overhead {(http - inproc) / inproc * 100:.0f}% of compute")
+    print(
+        f"HTTP (safetensors body {req_mb:.1f} MB, TRL grpo+KL): {http:.2f} ms vs in-process {inproc:.2f} ms: "
+        f"overhead {(http - inproc) / inproc * 100:.0f}% of compute ({'compiled' if compiled else 'eager'} path)"
+    )
 
 
 if __name__ == "__main__":

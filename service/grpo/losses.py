@@ -16,6 +16,7 @@ compare against. Formulas and peer conventions: GRPO.md §1.2-§2.2.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -116,7 +117,7 @@ def _load_block(
     ref_raw: torch.Tensor | None,
     a_raw: torch.Tensor,
     m: torch.Tensor,
-) -> tuple[torch.Tensor, ...]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Cast a row block to the compute dtype and sanitise masked positions (garbage there never propagates)."""
     dt = torch.float64 if lp_raw.dtype == torch.float64 else torch.float32
     zero = torch.zeros((), dtype=dt, device=m.device)
@@ -506,7 +507,7 @@ def compute_loss(
     *,
     device: torch.device | str | None = None,
     block_elems: int | None = None,
-    use_compile: bool = False,
+    use_compile: bool | None = None,
 ) -> LossOutput:
     """Loss, closed-form gradient and metrics for either flavour (the config's type picks it).
 
@@ -519,12 +520,15 @@ def compute_loss(
         config: `VerlLossConfig` or `TrlLossConfig`.
         device: where to compute (default: logp's device).
         block_elems: elements per row block (default: 64 Ki on CPU, one block on CUDA).
-        use_compile: run the block function through `torch.compile` (one fused pass; first call compiles).
+        use_compile: run the block function through `torch.compile` (one fused pass; the first call per
+            config compiles, seconds to a minute). None = env `REFEREE_GRPO_COMPILE=1`, else eager.
 
     Returns:
         `LossOutput` (loss, grad already weighted by the aggregation, metrics).
     """
     x = prepare_inputs(logp, old_logp, ref_logp, advantages, mask, device)
+    if use_compile is None:
+        use_compile = os.environ.get("REFEREE_GRPO_COMPILE", "") == "1"
     if isinstance(config, VerlLossConfig):
         return verl_loss(x, config, block_elems, use_compile)
     return trl_loss(x, config, block_elems, use_compile)

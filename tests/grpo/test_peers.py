@@ -18,8 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from service.grpo import TrlAdvantageConfig, TrlLossConfig, VerlAdvantageConfig, VerlLossConfig, compute_advantages
-from service.grpo import compute_loss
+from service.grpo import (
+    TrlAdvantageConfig,
+    TrlLossConfig,
+    VerlAdvantageConfig,
+    VerlLossConfig,
+    compute_advantages,
+    compute_loss,
+)
 from service.grpo.config import TRL_LOSS_TYPES, VERL_AGG_MODES, VERL_LOSS_MODES
 
 try:
@@ -30,7 +36,9 @@ try:
 
     PEERS_REASON = ""
 except Exception as e:  # any import failure means: peers not installed here
-    PEERS_REASON = f"verl/trl not importable ({type(e).__name__}: {e}); install them in a separate venv (docs/grpo.md)"
+    PEERS_REASON = (
+        f"verl/trl not importable ({type(e).__name__}: {e}); install them in a separate venv (docs/grpo.md)"
+    )
 
 pytestmark = [pytest.mark.peers, pytest.mark.skipif(bool(PEERS_REASON), reason=PEERS_REASON or "ok")]
 F64 = torch.float64
@@ -76,8 +84,14 @@ def verl_peer(cfg: VerlLossConfig, lp, old, ref, adv, m):
     a = adv[:, None] * mf
     torch.manual_seed(cfg.seed)
     fn = core_algos.get_policy_loss_fn(cfg.loss_mode)
-    pg, metrics = fn(old_log_prob=old, log_prob=leaf, advantages=a, response_mask=mf,
-                     loss_agg_mode=cfg.loss_agg_mode, config=actor)
+    pg, metrics = fn(
+        old_log_prob=old,
+        log_prob=leaf,
+        advantages=a,
+        response_mask=mf,
+        loss_agg_mode=cfg.loss_agg_mode,
+        config=actor,
+    )
     loss = pg
     if cfg.use_kl_loss:
         kl = core_algos.kl_penalty(leaf, ref, cfg.kl_loss_type)
@@ -145,27 +159,48 @@ def trl_peer(cfg: TrlLossConfig, lp, old, ref, adv, m):
 
 
 VERL_CFGS = [
-    VerlLossConfig(loss_mode=mode, loss_agg_mode=agg, use_kl_loss=kl, kl_loss_type=kt, clip_ratio_high=0.28,
-                   clip_cov_ratio=0.02, clip_cov_lb=-3.0, clip_cov_ub=3.0, kl_cov_ratio=0.05, seed=11,
-                   loss_scale_factor=lsf)
+    VerlLossConfig(
+        loss_mode=mode,
+        loss_agg_mode=agg,
+        use_kl_loss=kl,
+        kl_loss_type=kt,
+        clip_ratio_high=0.28,
+        clip_cov_ratio=0.02,
+        clip_cov_lb=-3.0,
+        clip_cov_ub=3.0,
+        kl_cov_ratio=0.05,
+        seed=11,
+        loss_scale_factor=lsf,
+    )
     for mode in VERL_LOSS_MODES
     for agg in VERL_AGG_MODES
     for kl, kt in ((False, "low_var_kl"), (True, "low_var_kl"))
     for lsf in (None,)
 ] + [
-    VerlLossConfig(use_kl_loss=True, kl_loss_type=kt, loss_agg_mode="seq-mean-token-sum-norm", loss_scale_factor=100)
+    VerlLossConfig(
+        use_kl_loss=True, kl_loss_type=kt, loss_agg_mode="seq-mean-token-sum-norm", loss_scale_factor=100
+    )
     for kt in ("kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "k3+", "low_var_kl+", "k1+", "abs+")
 ]
 TRL_CFGS = [
-    TrlLossConfig(loss_type=lt, importance_sampling_level=lvl, beta=beta, use_bias_correction_kl=bc, delta=delta,
-                  epsilon_high=5.0 if lt == "cispo" else 0.28, max_completion_length=40)
+    TrlLossConfig(
+        loss_type=lt,
+        importance_sampling_level=lvl,
+        beta=beta,
+        use_bias_correction_kl=bc,
+        delta=delta,
+        epsilon_high=5.0 if lt == "cispo" else 0.28,
+        max_completion_length=40,
+    )
     for lt in TRL_LOSS_TYPES
     for lvl in ("token", "sequence")
     for beta, bc, delta in ((0.0, True, None), (0.04, True, None), (0.04, False, 2.0))
 ]
 
 
-@pytest.mark.parametrize("cfg", VERL_CFGS, ids=lambda c: f"{c.loss_mode}-{c.loss_agg_mode}-{c.use_kl_loss}-{c.kl_loss_type}")
+@pytest.mark.parametrize(
+    "cfg", VERL_CFGS, ids=lambda c: f"{c.loss_mode}-{c.loss_agg_mode}-{c.use_kl_loss}-{c.kl_loss_type}"
+)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_verl_losses_match(cfg, seed):
     lp, old, ref, adv, m = batch(seed)
@@ -178,7 +213,9 @@ def test_verl_losses_match(cfg, seed):
 
 
 @pytest.mark.parametrize(
-    "cfg", TRL_CFGS, ids=lambda c: f"{c.loss_type}-{c.importance_sampling_level}-{c.beta}-{c.use_bias_correction_kl}"
+    "cfg",
+    TRL_CFGS,
+    ids=lambda c: f"{c.loss_type}-{c.importance_sampling_level}-{c.beta}-{c.use_bias_correction_kl}",
 )
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("per_token_adv", [False, True])
@@ -206,9 +243,13 @@ def _verl_adv(est: str, scores, ids, lengths, norm=True, gamma=1.0, baselines=No
     if est == "grpo":
         a, _ = core_algos.compute_grpo_outcome_advantage(r, m, index, norm_adv_by_std_in_grpo=norm)
     elif est == "grpo_passk":
-        a, _ = core_algos.compute_grpo_passk_outcome_advantage(r, m, index, config={"norm_adv_by_std_in_grpo": norm})
+        a, _ = core_algos.compute_grpo_passk_outcome_advantage(
+            r, m, index, config={"norm_adv_by_std_in_grpo": norm}
+        )
     elif est == "reinforce_plus_plus":
-        a, _ = core_algos.compute_reinforce_plus_plus_outcome_advantage(r, m, config=SimpleNamespace(gamma=gamma))
+        a, _ = core_algos.compute_reinforce_plus_plus_outcome_advantage(
+            r, m, config=SimpleNamespace(gamma=gamma)
+        )
     elif est == "remax":
         a, _ = core_algos.compute_remax_outcome_advantage(r, torch.tensor(baselines, dtype=F64), m)
     else:
@@ -218,7 +259,17 @@ def _verl_adv(est: str, scores, ids, lengths, norm=True, gamma=1.0, baselines=No
 
 
 @pytest.mark.parametrize(
-    "est", ["grpo", "rloo", "opo", "gpg", "grpo_passk", "reinforce_plus_plus", "reinforce_plus_plus_baseline", "remax"]
+    "est",
+    [
+        "grpo",
+        "rloo",
+        "opo",
+        "gpg",
+        "grpo_passk",
+        "reinforce_plus_plus",
+        "reinforce_plus_plus_baseline",
+        "remax",
+    ],
 )
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_verl_advantages_match(est, seed):
@@ -234,8 +285,13 @@ def test_verl_advantages_match(est, seed):
     for norm in (True, False):
         peer, m = _verl_adv(est, scores, ids, lengths, norm=norm, gamma=gamma, baselines=baselines)
         cfg = VerlAdvantageConfig(adv_estimator=est, norm_adv_by_std_in_grpo=norm, gamma=gamma)
-        ours = compute_advantages(torch.tensor(scores, dtype=F64), cfg, group_ids=ids, lengths=torch.tensor(lengths),
-                                  reward_baselines=torch.tensor(baselines, dtype=F64))
+        ours = compute_advantages(
+            torch.tensor(scores, dtype=F64),
+            cfg,
+            group_ids=ids,
+            lengths=torch.tensor(lengths),
+            reward_baselines=torch.tensor(baselines, dtype=F64),
+        )
         ours_tok = ours * m if ours.dim() == 2 else ours[:, None] * m
         assert torch.allclose(ours_tok, peer, rtol=1e-9, atol=1e-9), (est, norm)
 
