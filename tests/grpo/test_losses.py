@@ -243,3 +243,22 @@ def test_clip_cov_seed_is_deterministic():
     cfg = VerlLossConfig(loss_mode="clip_cov", clip_cov_ratio=0.05, clip_cov_lb=-5, clip_cov_ub=5, seed=3)
     a, b = compute_loss(lp, old, ref, adv, m, cfg), compute_loss(lp, old, ref, adv, m, cfg)
     assert torch.equal(a.grad, b.grad) and a.metrics["actor/pg_clipfrac"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TrlLossConfig(loss_type="grpo", beta=0.04, importance_sampling_level="sequence"),
+        VerlLossConfig(use_kl_loss=True, loss_agg_mode="seq-mean-token-mean"),
+    ],
+    ids=["trl-grpo-seq-kl", "verl-vanilla-kl"],
+)
+def test_compiled_path_matches_eager(cfg):
+    lp, old, ref, adv, m = batch(4, 16, 40)
+    lp, old, ref, adv = (x.float() for x in (lp, old, ref, adv))
+    e = compute_loss(lp, old, ref, adv, m, cfg, use_compile=False)
+    c = compute_loss(lp, old, ref, adv, m, cfg, use_compile=True)
+    assert torch.allclose(e.grad, c.grad, atol=1e-6, rtol=1e-5)
+    assert torch.allclose(e.loss, c.loss, atol=1e-6, rtol=1e-5)
+    assert (c.grad[~m] == 0).all()
