@@ -45,6 +45,21 @@ def median_ms(fn: Callable[[], object], reps: int, sync: Callable[[], None]) -> 
     return 1e3 * statistics.median(ts)
 
 
+def interleaved_ms(fns: list[Callable[[], object]], reps: int, sync: Callable[[], None]) -> list[float]:
+    """Medians of several callables timed round-robin (the shared machine's load drifts; this keeps ratios fair)."""
+    for fn in fns:
+        fn()
+    sync()
+    ts: list[list[float]] = [[] for _ in fns]
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            ts[i].append(time.perf_counter() - t0)
+    return [1e3 * statistics.median(x) for x in ts]
+
+
 def make_batch(b: int, t: int, device: torch.device, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     lp = -torch.rand(b, t, generator=g) * 3
@@ -140,18 +155,23 @@ def main() -> None:
     )
     for name, cfg, uses_ref in cases:
         r = ref if uses_ref else None
-        eager = median_ms(lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg), args.reps, sync)
         t0 = time.perf_counter()
         compute_loss(lp, old, r, adv, mask, cfg, use_compile=True)
         compile_s = time.perf_counter() - t0
-        comp = median_ms(
-            lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg, use_compile=True), args.reps, sync
-        )
         if tp:
             fn = tp.verl_peer if isinstance(cfg, VerlLossConfig) else tp.trl_peer
-            peer = median_ms(lambda cfg=cfg, fn=fn: fn(cfg, lp, old, ref, adv, mask.bool()), args.reps, sync)
+            peer_fn = lambda cfg=cfg, fn=fn: fn(cfg, lp, old, ref, adv, mask.bool())  # noqa: E731
         else:
-            peer = median_ms(lambda cfg=cfg, r=r: reference_loss(lp, old, r, adv, mask, cfg), args.reps, sync)
+            peer_fn = lambda cfg=cfg, r=r: reference_loss(lp, old, r, adv, mask, cfg)  # noqa: E731
+        eager, comp, peer = interleaved_ms(
+            [
+                lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg, use_compile=False),
+                lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg, use_compile=True),
+                peer_fn,
+            ],
+            args.reps,
+            sync,
+        )
         nbytes = b * t * ((12 if uses_ref else 8) + 1 + 4)
         bound = nbytes / bw * 1e3
         print(
@@ -192,11 +212,13 @@ def main() -> None:
                 resp.raise_for_status()
                 return decode(resp.content)[0]["grad_logprobs"]
 
-            http = median_ms(call, args.reps, sync)
-            inproc = median_ms(
-                lambda: compute_loss(
-                    host[0], host[1], host[2], host[3], host[4], cfg, device=dev, use_compile=compiled
-                ).grad.cpu(),
+            http, inproc = interleaved_ms(
+                [
+                    call,
+                    lambda: compute_loss(
+                        host[0], host[1], host[2], host[3], host[4], cfg, device=dev, use_compile=compiled
+                    ).grad.cpu(),
+                ],
                 args.reps,
                 sync,
             )

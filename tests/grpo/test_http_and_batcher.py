@@ -45,6 +45,19 @@ def test_wire_round_trip():
         decode(b"\x05\x00")
     with pytest.raises(WireError):
         decode(b"\xff" * 16)
+    # a header whose offsets point past the body, or do not match the shape, is rejected (no over-read)
+    good = encode({"a": torch.zeros(4)})
+    n = int.from_bytes(good[:8], "little")
+    hdr = json.loads(good[8 : 8 + n])
+    for bad_entry in (
+        {"dtype": "F32", "shape": [4], "data_offsets": [0, 4000]},
+        {"dtype": "F32", "shape": [5], "data_offsets": [0, 16]},
+        {"dtype": "X9", "shape": [4], "data_offsets": [0, 16]},
+    ):
+        hdr["a"] = bad_entry
+        raw = json.dumps(hdr).encode()
+        with pytest.raises(WireError):
+            decode(len(raw).to_bytes(8, "little") + raw + good[8 + n :])
 
 
 @pytest.mark.parametrize(
