@@ -144,7 +144,10 @@ def test_cancelled_jobs_inside_a_dispatched_chunk_are_skipped_by_the_worker() ->
         await pool.wait_ready()
         try:
             cfg = referee_test_plugins.SleepConfig(0.5)
-            jobs = [asyncio.ensure_future(pool.run(run_item_task, _task("test_sleep", cfg), 10)) for _ in range(10)]
+            jobs = [
+                asyncio.ensure_future(pool.run(run_item_task, _task("test_sleep", cfg), 10))
+                for _ in range(10)
+            ]
             await asyncio.sleep(0.2)  # all ten went to the worker as one chunk
             assert pool.queue_depth == 0
             for job in jobs:
