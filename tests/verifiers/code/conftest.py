@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.verifiers.code.local_runner import SubprocessTestRunner
+
+
+def real_sandbox_runner():
+    """The real bubblewrap backend when it is importable and works here, else ``None``."""
+    try:
+        from sandbox.bwrap import BwrapRunner  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        runner = BwrapRunner()
+    except Exception:
+        return None
+    return runner
+
+
+@pytest.fixture(scope="session")
+def runner():
+    real = real_sandbox_runner()
+    r = real if real is not None else SubprocessTestRunner()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
+def is_real_sandbox(runner) -> bool:
+    return not isinstance(runner, SubprocessTestRunner)
