@@ -26,14 +26,17 @@ _STARTUP_S = 3.0  # judge + one worker interpreter start, generously
 
 @cache
 def judge_source() -> str:
-    """Source of the judge program (wire.py's definitions, then judge.py)."""
-    return (_HERE / "wire.py").read_text() + "\n\n" + (_HERE / "judge.py").read_text()
+    """Source of the judge program: wire.py, worker.py (for the forked first worker), judge.py."""
+    return "\n\n".join((_HERE / name).read_text() for name in ("wire.py", "worker.py", "judge.py"))
 
 
 @cache
 def worker_source() -> str:
     """Source of the worker program the judge starts for the candidate."""
-    return (_HERE / "wire.py").read_text() + "\n\n" + (_HERE / "worker.py").read_text()
+    return (
+        "\n\n".join((_HERE / name).read_text() for name in ("wire.py", "worker.py"))
+        + "\n\nserve_from_argv()\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,12 @@ def judge_calls(
             by_test[t] = r
     results = []
     for i, case in enumerate(suite.calls):
-        r = by_test.get(i)
-        if r is None:
+        rec = by_test.get(i)
+        if rec is None:
             results.append(_missing_status(execution))
-        elif "value" in r:
+            continue
+        r = rec
+        if "value" in r:
             try:
                 got = wire.decode(r["value"])
             except wire.WireError as e:

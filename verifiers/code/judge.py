@@ -2,13 +2,15 @@
 
 Self-contained script (``wire.py``'s source is prepended). Threat model in ``docs/code.md``. In short:
 
-* This process never imports the candidate's program. It starts the candidate in a separate,
-  freshly exec'd interpreter (``worker.py``) and talks to it over two private pipes; what comes
+* This process never imports the candidate's program. The candidate runs in a separate process
+  (``worker.py``), forked before the spec is read (later ones: a freshly exec'd interpreter), and
+  talks to it over two private pipes; what comes
   back is tagged *data*, decoded here into exact built-in types. So no candidate object, patched
   builtin, patched ``math``, ``atexit`` hook, frame or ``sys.exit`` can act in this process.
 * The spec (nonce, tests, worker source) arrives on stdin and is read fully before any
-  candidate process exists; the worker gets ``/dev/null`` as stdin, no copy of the judge's
-  memory (exec, not fork) and none of its file descriptors but its own pipes.
+  candidate process exists; the worker gets ``/dev/null`` as stdin and stdout, no copy of the
+  judge's secrets (forked before they were read, or exec'd) and none of its descriptors but its
+  own pipes.
 * Records go to a private duplicate of the original stdout, each line prefixed with a per-run
   random nonce that only this process knows; fd 1 itself is pointed at stderr so that test code
   printing cannot mix into the channel. The process marks itself non-dumpable, so a same-uid
@@ -21,10 +23,13 @@ Self-contained script (``wire.py``'s source is prepended). Threat model in ``doc
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # inside the sandbox these names come from wire.py's prepended source
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # inside the sandbox these names come from the prepended wire.py and worker.py
     from verifiers.code.wire import Unserializable, decode, encode, recv_frame, send_frame
+    from verifiers.code.worker import serve
+
+PROGRAM_FILE = "solution.py"  # the candidate's program, placed beside this one (harness.PROGRAM_FILE)
 
 
 class _Abort(BaseException):  # noqa: N818 - BaseException so a test's `except Exception` cannot swallow it
@@ -41,22 +46,27 @@ class _Judge:
         self.worker_src = spec["worker"]
         self.program = spec["program"]
         self.call_timeout = float(spec["call_timeout_s"])
-        self.proc = None
+        self.pid = None
+        self.popen = None
         self.rfd = self.wfd = -1
         self.names = []
         self.test = -1
 
     # -- the candidate's process -------------------------------------------------------------
 
+    def adopt(self, pid, wfd, rfd):
+        """Take over a worker forked before the spec was read; None when ready, else a failure record."""
+        self.pid, self.popen, self.wfd, self.rfd = pid, None, wfd, rfd
+        return self._await_ready()
+
     def spawn(self):
-        """Start a fresh worker; returns None when ready, else a failure record kind."""
+        """Start a fresh worker interpreter; None when ready, else a failure record."""
         import subprocess
-        import time
 
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": os.getcwd()}
-        self.proc = subprocess.Popen(
+        self.popen = subprocess.Popen(
             [sys.executable, "-I", "-c", self.worker_src, str(to_worker_r), str(from_worker_w), self.program],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -65,10 +75,17 @@ class _Judge:
             start_new_session=True,
             env=env,
         )
+        self.pid = self.popen.pid
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.wfd, self.rfd = to_worker_w, from_worker_r
+        return self._await_ready()
+
+    def _await_ready(self):
+        import time
+
         try:
+            send_frame(self.wfd, {"go": True})
             msg = recv_frame(self.rfd, time.monotonic() + self.call_timeout)
         except Exception:
             msg = None
@@ -86,22 +103,32 @@ class _Judge:
         }
 
     def _alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        if self.pid is None:
+            return False
+        if self.popen is not None:
+            return self.popen.poll() is None
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
 
     def kill(self):
         import signal
 
-        if self.proc is not None:
+        if self.pid is not None:
+            for kill in (
+                lambda: os.killpg(self.pid, signal.SIGKILL),
+                lambda: os.kill(self.pid, signal.SIGKILL),
+            ):
+                try:
+                    kill()
+                except OSError:
+                    pass
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
                 pass
-            try:
-                self.proc.kill()
-            except OSError:
-                pass
-            self.proc.wait()
-            self.proc = None
+            self.pid = self.popen = None
         for fd in (self.rfd, self.wfd):
             if fd >= 0:
                 try:
@@ -114,7 +141,7 @@ class _Judge:
         """Call ``fn`` in the worker; returns ``("value", tagged) | ("raised", name, msg) | (kind, msg)``."""
         import time
 
-        if self.proc is None:
+        if self.pid is None:
             failure = self.spawn()
             if failure is not None:
                 return ("crash", "the program could not be reloaded: " + str(failure.get("import_error")))
@@ -187,7 +214,7 @@ class _Judge:
         names = set(self.names)
         if entry:
             names.add(entry)
-        base = {"__name__": "__referee_test__", "__builtins__": builtins}
+        base: dict = {"__name__": "__referee_test__", "__builtins__": builtins}
         for n in sorted(names):
             # Never let the candidate's names shadow builtins or the harness's own hooks.
             if not hasattr(builtins, n) and not n.startswith("__referee"):
@@ -207,7 +234,7 @@ class _Judge:
             try:
                 exec(compile(test["code"], "<test " + str(i) + ">", "exec"), ns)
                 if test.get("call_check"):
-                    ns["check"](ns[entry] if entry in ns else self.proxy(entry))
+                    ns["check"](base.get(entry) or self.proxy(entry))
                 self.emit({"test": i, "done": True})
             except _Abort:
                 pass
@@ -261,12 +288,39 @@ def _find_program(name):
     return os.path.join(os.getcwd(), name)
 
 
+def _fork_worker(program):
+    """Fork the first worker now, while this process holds no secret yet (cheaper than exec)."""
+    to_worker_r, to_worker_w = os.pipe()
+    from_worker_r, from_worker_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child never returns into the judge's code
+        try:
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)  # the judge's stdin (the spec) is gone before the candidate loads
+            os.dup2(devnull, 1)  # and so is the record channel
+            for fd in range(3, 256):
+                if fd not in (to_worker_r, from_worker_w):
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            serve(to_worker_r, from_worker_w, program)
+        finally:
+            os._exit(0)
+    os.close(to_worker_r)
+    os.close(from_worker_w)
+    return pid, to_worker_w, from_worker_r
+
+
 def main():
     _make_undumpable()
     # Nothing written in the workdir (by a candidate) may be imported by this process later on.
     cwd = os.getcwd()
     here = os.path.dirname(os.path.abspath(sys.argv[0])) if sys.argv and sys.argv[0] else cwd
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) not in (cwd, here)]
+    program = _find_program(PROGRAM_FILE)
+    first_worker = _fork_worker(program)
     spec = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     nonce = spec.pop("nonce")
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -281,9 +335,9 @@ def main():
         while view:
             view = view[os.write(out_fd, view) :]
 
-    spec["program"] = _find_program(spec["program"])
+    spec["program"] = program
     judge = _Judge(spec, emit)
-    failure = judge.spawn()
+    failure = judge.adopt(*first_worker)
     if failure is not None:
         emit(failure)
         return

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from sandbox.types import Execution, Limits, Program, SandboxRunner
 from verifiers.code.checkers import output_matches
-from verifiers.code.extract import ExtractMode, canonical_language, extract_program
+from verifiers.code.extract import canonical_language, extract_program
 from verifiers.code.harness import (
     TestResult,
     build_judge_run,

@@ -14,7 +14,7 @@ import json
 import struct
 
 MAX_DEPTH = 64
-MAX_ITEMS = 1_000_000  # elements in one encoded value; beyond this it is "unserializable"
+MAX_ITEMS = 200_000  # elements in one encoded value; beyond this it is "unserializable"
 MAX_FRAME = 64 << 20  # bytes in one framed message
 
 

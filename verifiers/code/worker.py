@@ -1,26 +1,37 @@
 """The candidate's process inside the sandbox: import the program, answer calls, send back data.
 
-Self-contained script (``wire.py``'s source is prepended). The judge starts it as a fresh
-interpreter (``python -I -c``), so nothing of the judge's memory (the record nonce, the tests)
-exists here. Everything this process sends is treated as untrusted *data*: the candidate may
+Self-contained (``wire.py``'s source is prepended). The judge forks the first worker *before* it
+reads its spec from stdin, and starts any later one as a fresh interpreter (``python -I -c``), so
+nothing of the judge's secrets (the record nonce, the tests) is ever in this process's memory. Everything this process sends is treated as untrusted *data*: the candidate may
 replace any of this code at import time, and that gains it nothing but choosing its own answers.
 
-argv: ``[-c, <read fd>, <write fd>, <path of the candidate's program>]``.
+Entry points: ``serve(read_fd, write_fd, path)``, or ``serve_from_argv()`` with argv
+``[-c, <read fd>, <write fd>, <path of the candidate's program>]``.
 """
 
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # inside the sandbox these names come from wire.py's prepended source
     from verifiers.code.wire import decode, encode, recv_frame, send_frame
 
 
-def _serve() -> None:
+def serve_from_argv() -> None:
+    """Entry point of a worker started as ``python -I -c <source> <rfd> <wfd> <path>``."""
+    serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+
+
+def serve(rfd: int, wfd: int, path: str) -> None:
+    """Load the candidate's program from ``path`` and answer call requests until EOF."""
     import importlib.util
     import traceback
     import types
 
-    rfd, wfd, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    # Wait for the judge's go: it comes only once the judge has drained its stdin (the spec), so
+    # the candidate can never race it for those bytes (e.g. through /proc/<judge>/fd/0).
+    go = recv_frame(rfd)
+    if not (isinstance(go, dict) and go.get("go") is True):
+        return
     try:
         spec = importlib.util.spec_from_file_location("solution", path)
         if spec is None or spec.loader is None:
@@ -49,7 +60,3 @@ def _serve() -> None:
         except BaseException as e:  # noqa: BLE001 - the candidate's exception is an answer, not our crash
             reply = {"raised": type(e).__name__, "message": str(e)[:500]}
         send_frame(wfd, reply)
-
-
-if __name__ == "__main__":
-    _serve()
