@@ -126,7 +126,7 @@ def to_response(ex: Execution, compiled: bool) -> RunCodeResponse:
         return RunCodeResponse(status="SandboxError", message=ex.message or "sandbox failure")
     files = {name: base64.b64encode(data).decode("ascii") for name, data in ex.files.items()}
     if ex.status == "compile_error":
-        compile_result = CommandRunResult(
+        failed_compile = CommandRunResult(
             status="TimeLimitExceeded" if "timeout" in ex.message.lower() else "Finished",
             execution_time=ex.wall_time_s,
             return_code=ex.exit_code if ex.exit_code not in (None, 0) else 1,
