@@ -134,9 +134,9 @@ def to_response(ex: Execution, compiled: bool) -> RunCodeResponse:
             stderr=ex.compile_output or ex.message,
         )
         return RunCodeResponse(
-            status="Failed", message=ex.message, compile_result=compile_result, files=files
+            status="Failed", message=ex.message, compile_result=failed_compile, files=files
         )
-    compile_result = (
+    compile_result: CommandRunResult | None = (
         CommandRunResult(
             status="Finished", execution_time=None, return_code=0, stdout="", stderr=ex.compile_output
         )
