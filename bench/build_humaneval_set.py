@@ -24,7 +24,14 @@ from pathlib import Path
 
 OUT = Path(__file__).parent / "data" / "humaneval_set.jsonl.gz"
 
-_CMP_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
+_CMP_SWAP = {
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+}
 _BIN_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add}
 
 
@@ -73,7 +80,12 @@ def reference_passes(program: str, test: str, entry: str, timeout: float = 5.0) 
         path = Path(d) / "t.py"
         path.write_text(f"{program}\n\n{test}\n\ncheck({entry})\n")
         try:
-            return subprocess.run([sys.executable, str(path)], capture_output=True, timeout=timeout, cwd=d).returncode == 0
+            return (
+                subprocess.run(
+                    [sys.executable, str(path)], capture_output=True, timeout=timeout, cwd=d
+                ).returncode
+                == 0
+            )
         except subprocess.TimeoutExpired:
             return False
 
@@ -97,7 +109,15 @@ def main(src: str) -> None:
                 mutants.append(mutant)
             if len(mutants) == 2:
                 break
-        out.append({"task_id": row["task_id"], "entry_point": entry, "test": test, "canonical": canonical, "mutants": mutants})
+        out.append(
+            {
+                "task_id": row["task_id"],
+                "entry_point": entry,
+                "test": test,
+                "canonical": canonical,
+                "mutants": mutants,
+            }
+        )
         print(row["task_id"], len(mutants), "mutants", flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(OUT, "wt") as f:

@@ -46,10 +46,24 @@ READ = "import sys\ndata = sys.stdin.read().split()\nn = int(data[0])\na = list(
 PROBLEMS: list[dict] = []
 
 
-def problem(pid: str, cases: list[str], ref, correct: str, wrong: str, slow: str, crash: str, checker: str = "lines_rstrip") -> None:
+def problem(
+    pid: str,
+    cases: list[str],
+    ref,
+    correct: str,
+    wrong: str,
+    slow: str,
+    crash: str,
+    checker: str = "lines_rstrip",
+) -> None:
     PROBLEMS.append(
-        {"id": pid, "checker": checker, "inputs": cases, "ref": ref,
-         "solutions": {"correct": correct, "wrong": wrong, "slow": slow, "crash": crash}}
+        {
+            "id": pid,
+            "checker": checker,
+            "inputs": cases,
+            "ref": ref,
+            "solutions": {"correct": correct, "wrong": wrong, "slow": slow, "crash": crash},
+        }
     )
 
 
@@ -65,16 +79,19 @@ problem(
 )
 # 2. sum of array
 problem(
-    "sum_array", arr_cases(sizes=(1, 3, 10, 100)),
+    "sum_array",
+    arr_cases(sizes=(1, 3, 10, 100)),
     lambda s: str(sum(read_arr(s))),
     READ + "print(sum(a))\n",
     READ + "print(sum(a[1:]) if n > 1 else a[0])\n",
-    READ + "best = 0\nfor i in range(n):\n    best = 0\n    for x in a[: i + 1]:\n        best += x\nprint(best)\n",
+    READ
+    + "best = 0\nfor i in range(n):\n    best = 0\n    for x in a[: i + 1]:\n        best += x\nprint(best)\n",
     READ + "print(sum(a) // (a[0] - a[0]) if n > 5 else sum(a))\n",
 )
 # 3. maximum
 problem(
-    "max_array", arr_cases() + [arr_input([-5, -3, -9])],
+    "max_array",
+    arr_cases() + [arr_input([-5, -3, -9])],
     lambda s: str(max(read_arr(s))),
     READ + "print(max(a))\n",
     READ + "m = 0\nfor x in a:\n    m = max(m, x)\nprint(m)\n",
@@ -83,16 +100,19 @@ problem(
 )
 # 4. count distinct
 problem(
-    "distinct", arr_cases(lo=0, hi=50) + [arr_input(list(range(20000)))],
+    "distinct",
+    arr_cases(lo=0, hi=50) + [arr_input(list(range(20000)))],
     lambda s: str(len(set(read_arr(s)))),
     READ + "print(len(set(a)))\n",
     READ + "print(len(set(a[:-1])) + 1)\n",
-    READ + "seen = []\nfor x in a:\n    if all(y != x for y in seen):\n        seen.append(x)\nprint(len(seen))\n",
+    READ
+    + "seen = []\nfor x in a:\n    if all(y != x for y in seen):\n        seen.append(x)\nprint(len(seen))\n",
     READ + "print(len(set(a)) + a[10])\n",
 )
 # 5. reverse a string
 problem(
-    "reverse", ["abc\n", "a\n", "racecar\n", "hello world\n", "".join(R.choice("abcxyz") for _ in range(400000)) + "\n"],
+    "reverse",
+    ["abc\n", "a\n", "racecar\n", "hello world\n", "".join(R.choice("abcxyz") for _ in range(400000)) + "\n"],
     lambda s: s.rstrip("\n")[::-1],
     "print(input()[::-1])\n",
     "s = input()\nprint(s[::-1] if len(s) % 2 else s)\n",
@@ -101,7 +121,8 @@ problem(
 )
 # 6. fibonacci (exact, n <= 90)
 problem(
-    "fib", [f"{n}\n" for n in (1, 2, 10, 50, 38)],
+    "fib",
+    [f"{n}\n" for n in (1, 2, 10, 50, 38)],
     lambda s: str(_fib(int(s))),
     "n = int(input())\na, b = 0, 1\nfor _ in range(n):\n    a, b = b, a + b\nprint(a)\n",
     "n = int(input())\na, b = 1, 1\nfor _ in range(n):\n    a, b = b, a + b\nprint(a)\n",
@@ -110,7 +131,8 @@ problem(
 )
 # 7. primality
 problem(
-    "is_prime", [f"{n}\n" for n in (1, 2, 9, 97, 1000003)] + ["999999999989\n"],
+    "is_prime",
+    [f"{n}\n" for n in (1, 2, 9, 97, 1000003)] + ["999999999989\n"],
     lambda s: "YES" if _is_prime(int(s)) else "NO",
     "n = int(input())\nok = n > 1\ni = 2\nwhile i * i <= n:\n    if n % i == 0:\n        ok = False\n        break\n    i += 1\nprint('YES' if ok else 'NO')\n",
     "n = int(input())\nok = True\ni = 2\nwhile i * i <= n:\n    if n % i == 0:\n        ok = False\n        break\n    i += 1\nprint('YES' if ok else 'NO')\n",
@@ -119,7 +141,8 @@ problem(
 )
 # 8. gcd
 problem(
-    "gcd", [f"{a} {b}\n" for a, b in [(12, 18), (7, 13), (100, 10), (1, 1)]] + ["999999999937 999999999989\n"],
+    "gcd",
+    [f"{a} {b}\n" for a, b in [(12, 18), (7, 13), (100, 10), (1, 1)]] + ["999999999937 999999999989\n"],
     lambda s: str(math.gcd(*map(int, s.split()))),
     "a, b = map(int, input().split())\nwhile b:\n    a, b = b, a % b\nprint(a)\n",
     "a, b = map(int, input().split())\nprint(min(a, b) if max(a, b) % min(a, b) == 0 else 1)\n",
@@ -128,16 +151,19 @@ problem(
 )
 # 9. sort
 problem(
-    "sort", arr_cases(big=6000),
+    "sort",
+    arr_cases(big=6000),
     lambda s: " ".join(map(str, sorted(read_arr(s)))),
     READ + "print(*sorted(a))\n",
     READ + "print(*sorted(a, key=abs))\n",
-    READ + "a = a[:]\nfor i in range(n):\n    for j in range(n - 1):\n        if a[j] > a[j + 1]:\n            a[j], a[j + 1] = a[j + 1], a[j]\nfor _ in range(3):\n    for i in range(n):\n        for j in range(n - 1):\n            pass\nprint(*a)\n",
+    READ
+    + "a = a[:]\nfor i in range(n):\n    for j in range(n - 1):\n        if a[j] > a[j + 1]:\n            a[j], a[j + 1] = a[j + 1], a[j]\nfor _ in range(3):\n    for i in range(n):\n        for j in range(n - 1):\n            pass\nprint(*a)\n",
     READ + "a.sort()\nprint(*a[: n // 2], *a[n // 2 :], a[n] if n > 40 else '')\n",
 )
 # 10. vowels
 problem(
-    "vowels", ["hello\n", "AEIOU\n", "rhythm\n", "Programming Is Fun\n", "ab" * 150000 + "\n"],
+    "vowels",
+    ["hello\n", "AEIOU\n", "rhythm\n", "Programming Is Fun\n", "ab" * 150000 + "\n"],
     lambda s: str(sum(c in "aeiouAEIOU" for c in s)),
     "print(sum(c in 'aeiouAEIOU' for c in input()))\n",
     "print(sum(c in 'aeiou' for c in input()))\n",
@@ -146,7 +172,8 @@ problem(
 )
 # 11. palindrome
 problem(
-    "palindrome", ["abba\n", "abc\n", "a\n", "ab\n", "abca\n", "x" * 200000 + "\n"],
+    "palindrome",
+    ["abba\n", "abc\n", "a\n", "ab\n", "abca\n", "x" * 200000 + "\n"],
     lambda s: "YES" if s.strip() == s.strip()[::-1] else "NO",
     "s = input().strip()\nprint('YES' if s == s[::-1] else 'NO')\n",
     "s = input().strip()\nprint('YES' if s[0] == s[-1] else 'NO')\n",
@@ -155,7 +182,8 @@ problem(
 )
 # 12. factorial mod
 problem(
-    "factorial_mod", [f"{n}\n" for n in (0, 1, 5, 20, 300000)],
+    "factorial_mod",
+    [f"{n}\n" for n in (0, 1, 5, 20, 300000)],
     lambda s: str(_fact_mod(int(s))),
     "n = int(input())\nr = 1\nfor i in range(2, n + 1):\n    r = r * i % 1000000007\nprint(r)\n",
     "n = int(input())\nr = 1\nfor i in range(2, n):\n    r = r * i % 1000000007\nprint(r)\n",
@@ -164,31 +192,45 @@ problem(
 )
 # 13. inversions
 problem(
-    "inversions", arr_cases(big=20000),
+    "inversions",
+    arr_cases(big=20000),
     lambda s: str(_inversions(read_arr(s))),
-    READ + "def ms(a):\n    if len(a) < 2:\n        return a, 0\n    m = len(a) // 2\n    l, x = ms(a[:m])\n    r, y = ms(a[m:])\n    out, i, j, c = [], 0, 0, x + y\n    while i < len(l) and j < len(r):\n        if l[i] <= r[j]:\n            out.append(l[i]); i += 1\n        else:\n            out.append(r[j]); j += 1; c += len(l) - i\n    out += l[i:] + r[j:]\n    return out, c\nprint(ms(a)[1])\n",
+    READ
+    + "def ms(a):\n    if len(a) < 2:\n        return a, 0\n    m = len(a) // 2\n    l, x = ms(a[:m])\n    r, y = ms(a[m:])\n    out, i, j, c = [], 0, 0, x + y\n    while i < len(l) and j < len(r):\n        if l[i] <= r[j]:\n            out.append(l[i]); i += 1\n        else:\n            out.append(r[j]); j += 1; c += len(l) - i\n    out += l[i:] + r[j:]\n    return out, c\nprint(ms(a)[1])\n",
     READ + "print(sum(1 for i in range(n - 1) if a[i] > a[i + 1]))\n",
     READ + "print(sum(1 for i in range(n) for j in range(i + 1, n) if a[i] > a[j]))\n",
-    READ + "def f(a):\n    return 0 if len(a) < 2 else f(a[1:]) + sum(1 for x in a[1:] if x < a[0])\nprint(f(a))\n",
+    READ
+    + "def f(a):\n    return 0 if len(a) < 2 else f(a[1:]) + sum(1 for x in a[1:] if x < a[0])\nprint(f(a))\n",
 )
 # 14. longest strictly increasing subsequence
 problem(
-    "lis", arr_cases(big=20000),
+    "lis",
+    arr_cases(big=20000),
     lambda s: str(_lis(read_arr(s))),
-    READ + "import bisect\nt = []\nfor x in a:\n    i = bisect.bisect_left(t, x)\n    t[i:i + 1] = [x]\nprint(len(t))\n",
-    READ + "import bisect\nt = []\nfor x in a:\n    i = bisect.bisect_right(t, x)\n    t[i:i + 1] = [x]\nprint(len(t))\n",
-    READ + "d = [1] * n\nfor i in range(n):\n    for j in range(i):\n        if a[j] < a[i] and d[j] + 1 > d[i]:\n            d[i] = d[j] + 1\nprint(max(d))\n",
-    READ + "import bisect\nt = []\nfor x in a:\n    i = bisect.bisect_left(t, x)\n    t[i:i + 1] = [x]\nprint(len(t) // (n % 5))\n",
+    READ
+    + "import bisect\nt = []\nfor x in a:\n    i = bisect.bisect_left(t, x)\n    t[i:i + 1] = [x]\nprint(len(t))\n",
+    READ
+    + "import bisect\nt = []\nfor x in a:\n    i = bisect.bisect_right(t, x)\n    t[i:i + 1] = [x]\nprint(len(t))\n",
+    READ
+    + "d = [1] * n\nfor i in range(n):\n    for j in range(i):\n        if a[j] < a[i] and d[j] + 1 > d[i]:\n            d[i] = d[j] + 1\nprint(max(d))\n",
+    READ
+    + "import bisect\nt = []\nfor x in a:\n    i = bisect.bisect_left(t, x)\n    t[i:i + 1] = [x]\nprint(len(t) // (n % 5))\n",
 )
 # 15. two-sum exists
 problem(
-    "two_sum", [f"{len(a)} {t}\n{' '.join(map(str, a))}\n" for a, t in [([1, 2, 3], 5), ([1, 2, 3], 7), ([5], 10), ([5, 5], 10), (nums(20000, 1, 10**9), 7)]],
+    "two_sum",
+    [
+        f"{len(a)} {t}\n{' '.join(map(str, a))}\n"
+        for a, t in [([1, 2, 3], 5), ([1, 2, 3], 7), ([5], 10), ([5, 5], 10), (nums(20000, 1, 10**9), 7)]
+    ],
     lambda s: _two_sum(s),
     "import sys\nd = sys.stdin.read().split()\nn, t = int(d[0]), int(d[1])\nseen = set()\nok = False\nfor x in map(int, d[2:2 + n]):\n    if t - x in seen:\n        ok = True\n    seen.add(x)\nprint('YES' if ok else 'NO')\n",
     "import sys\nd = sys.stdin.read().split()\nn, t = int(d[0]), int(d[1])\na = set(map(int, d[2:2 + n]))\nprint('YES' if any(t - x in a for x in a) else 'NO')\n",
     "import sys\nd = sys.stdin.read().split()\nn, t = int(d[0]), int(d[1])\na = list(map(int, d[2:2 + n]))\nprint('YES' if any(a[i] + a[j] == t for i in range(n) for j in range(i + 1, n)) else 'NO')\n",
     "import sys\nd = sys.stdin.read().split()\nn, t = int(d[0]), int(d[1])\na = list(map(int, d[2:2 + n]))\nprint('YES' if a[1] + a[0] == t or any(t - x in set(a[:i]) for i, x in enumerate(a) if i < 50) else 'NO')\n",
 )
+
+
 # 16. prefix-sum range queries
 def _rq_input(n: int, q: int) -> str:
     a = nums(n, -100, 100)
@@ -197,7 +239,8 @@ def _rq_input(n: int, q: int) -> str:
 
 
 problem(
-    "range_sum", [_rq_input(1, 1), _rq_input(5, 3), _rq_input(10, 10), _rq_input(20000, 20000)],
+    "range_sum",
+    [_rq_input(1, 1), _rq_input(5, 3), _rq_input(10, 10), _rq_input(20000, 20000)],
     lambda s: _range_sum(s),
     "import sys\nd = sys.stdin.read().split()\nn, q = int(d[0]), int(d[1])\np = [0]\nfor x in d[2:2 + n]:\n    p.append(p[-1] + int(x))\nout = []\nfor k in range(q):\n    l, r = int(d[2 + n + 2 * k]), int(d[3 + n + 2 * k])\n    out.append(p[r] - p[l - 1])\nprint('\\n'.join(map(str, out)))\n",
     "import sys\nd = sys.stdin.read().split()\nn, q = int(d[0]), int(d[1])\np = [0]\nfor x in d[2:2 + n]:\n    p.append(p[-1] + int(x))\nout = []\nfor k in range(q):\n    l, r = int(d[2 + n + 2 * k]), int(d[3 + n + 2 * k])\n    out.append(p[r] - p[l])\nprint('\\n'.join(map(str, out)))\n",
@@ -206,7 +249,8 @@ problem(
 )
 # 17. count primes <= n
 problem(
-    "count_primes", [f"{n}\n" for n in (1, 2, 10, 49, 121, 1000000)],
+    "count_primes",
+    [f"{n}\n" for n in (1, 2, 10, 49, 121, 1000000)],
     lambda s: str(_count_primes(int(s))),
     "n = int(input())\ns = bytearray([1]) * (n + 1)\ns[0:2] = b'\\x00\\x00'[: min(2, n + 1)]\ni = 2\nwhile i * i <= n:\n    if s[i]:\n        s[i * i::i] = bytearray(len(range(i * i, n + 1, i)))\n    i += 1\nprint(sum(s))\n",
     "n = int(input())\ns = bytearray([1]) * (n + 1)\ns[0:2] = b'\\x00\\x00'[: min(2, n + 1)]\ni = 2\nwhile i * i < n:\n    if s[i]:\n        s[i * i::i] = bytearray(len(range(i * i, n + 1, i)))\n    i += 1\nprint(sum(s))\n",
@@ -215,7 +259,8 @@ problem(
 )
 # 18. binary representation
 problem(
-    "binary", [f"{n}\n" for n in (0, 1, 5, 255, 10**18)],
+    "binary",
+    [f"{n}\n" for n in (0, 1, 5, 255, 10**18)],
     lambda s: bin(int(s))[2:],
     "print(bin(int(input()))[2:])\n",
     "n = int(input())\nr = ''\nwhile n:\n    r = str(n % 2) + r\n    n //= 2\nprint(r)\n",
@@ -224,7 +269,14 @@ problem(
 )
 # 19. most common word (ties: lexicographically smallest)
 problem(
-    "common_word", ["a b a\n", "x y\n", "the cat the dog the\n", "b a\n", " ".join(R.choice(["w%d" % i for i in range(300)]) for _ in range(30000)) + "\n"],
+    "common_word",
+    [
+        "a b a\n",
+        "x y\n",
+        "the cat the dog the\n",
+        "b a\n",
+        " ".join(R.choice(["w%d" % i for i in range(300)]) for _ in range(30000)) + "\n",
+    ],
     lambda s: _common(s),
     "from collections import Counter\nc = Counter(input().split())\nm = max(c.values())\nprint(min(w for w in c if c[w] == m))\n",
     "from collections import Counter\nprint(Counter(input().split()).most_common(1)[0][0])\n",
@@ -233,7 +285,8 @@ problem(
 )
 # 20. balanced parentheses
 problem(
-    "balanced", ["()\n", "(()\n", ")(\n", "(())()\n", "(" * 100000 + ")" * 100000 + "\n"],
+    "balanced",
+    ["()\n", "(()\n", ")(\n", "(())()\n", "(" * 100000 + ")" * 100000 + "\n"],
     lambda s: "YES" if _balanced(s.strip()) else "NO",
     "d = 0\nok = True\nfor c in input().strip():\n    d += 1 if c == '(' else -1\n    if d < 0:\n        ok = False\nprint('YES' if ok and d == 0 else 'NO')\n",
     "s = input().strip()\nprint('YES' if s.count('(') == s.count(')') else 'NO')\n",
@@ -242,7 +295,8 @@ problem(
 )
 # 21. lcm of an array
 problem(
-    "lcm", arr_cases(sizes=(1, 2, 5, 10), big=300, lo=1, hi=60),
+    "lcm",
+    arr_cases(sizes=(1, 2, 5, 10), big=300, lo=1, hi=60),
     lambda s: str(math.lcm(*read_arr(s))),
     READ + "import math\nprint(math.lcm(*a))\n",
     READ + "import math\nr = 1\nfor x in a:\n    r = r * x // math.gcd(r, x) if x % 2 else r\nprint(r)\n",
@@ -251,7 +305,9 @@ problem(
 )
 # 22. modular power
 problem(
-    "powmod", [f"{a} {b} {m}\n" for a, b, m in [(2, 10, 1000), (3, 0, 7), (5, 3, 13), (10, 18, 7)]] + ["7 100000000000 1000000007\n"],
+    "powmod",
+    [f"{a} {b} {m}\n" for a, b, m in [(2, 10, 1000), (3, 0, 7), (5, 3, 13), (10, 18, 7)]]
+    + ["7 100000000000 1000000007\n"],
     lambda s: str(pow(*map(int, s.split()))),
     "a, b, m = map(int, input().split())\nprint(pow(a, b, m))\n",
     "a, b, m = map(int, input().split())\nprint(pow(a, b - 1, m) * a % m if b else 0)\n",
@@ -260,7 +316,8 @@ problem(
 )
 # 23. digit sum of a big number
 problem(
-    "digit_sum", ["0\n", "12345\n", "9999\n", "1000000\n", "".join(R.choice("0123456789") for _ in range(200000)) + "\n"],
+    "digit_sum",
+    ["0\n", "12345\n", "9999\n", "1000000\n", "".join(R.choice("0123456789") for _ in range(200000)) + "\n"],
     lambda s: str(sum(map(int, s.strip()))),
     "print(sum(map(int, input().strip())))\n",
     "print(sum(map(int, input().strip()[1:])))\n",
@@ -269,16 +326,26 @@ problem(
 )
 # 24. second largest distinct
 problem(
-    "second_max", [arr_input(a) for a in ([1, 2], [5, 5, 4], [3, 1, 2, 3], [10, -1, 7])] + [arr_input(nums(20000, -10**6, 10**6))],
+    "second_max",
+    [arr_input(a) for a in ([1, 2], [5, 5, 4], [3, 1, 2, 3], [10, -1, 7])]
+    + [arr_input(nums(20000, -(10**6), 10**6))],
     lambda s: str(sorted(set(read_arr(s)))[-2]),
     READ + "print(sorted(set(a))[-2])\n",
     READ + "print(sorted(a)[-2])\n",
-    READ + "u = []\nfor x in a:\n    dup = False\n    for y in u:\n        if y == x:\n            dup = True\n    if not dup:\n        u.append(x)\nprint(sorted(u)[-2])\n",
+    READ
+    + "u = []\nfor x in a:\n    dup = False\n    for y in u:\n        if y == x:\n            dup = True\n    if not dup:\n        u.append(x)\nprint(sorted(u)[-2])\n",
     READ + "print(sorted(set(a))[-2] if n != 2 else sorted(set(a))[-3])\n",
 )
 # 25. run-length encoding
 problem(
-    "rle", ["aaabcc\n", "a\n", "abc\n", "zzzzzzzzzz\n", "".join(R.choice("ab") * R.randint(1, 3) for _ in range(60000)) + "\n"],
+    "rle",
+    [
+        "aaabcc\n",
+        "a\n",
+        "abc\n",
+        "zzzzzzzzzz\n",
+        "".join(R.choice("ab") * R.randint(1, 3) for _ in range(60000)) + "\n",
+    ],
     lambda s: _rle(s.strip()),
     "s = input().strip()\nout = []\ni = 0\nwhile i < len(s):\n    j = i\n    while j < len(s) and s[j] == s[i]:\n        j += 1\n    out.append(s[i] + str(j - i))\n    i = j\nprint(''.join(out))\n",
     "s = input().strip()\nout = []\ni = 0\nwhile i < len(s):\n    j = i\n    while j < len(s) and s[j] == s[i]:\n        j += 1\n    out.append(s[i] + (str(j - i) if j - i > 1 else ''))\n    i = j\nprint(''.join(out))\n",
@@ -287,7 +354,14 @@ problem(
 )
 # 26. caesar shift
 problem(
-    "caesar", ["3\nabc\n", "1\nxyz\n", "26\nhello\n", "13\nabcdefghijklmnopqrstuvwxyz\n", "5\n" + "".join(R.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(200000)) + "\n"],
+    "caesar",
+    [
+        "3\nabc\n",
+        "1\nxyz\n",
+        "26\nhello\n",
+        "13\nabcdefghijklmnopqrstuvwxyz\n",
+        "5\n" + "".join(R.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(200000)) + "\n",
+    ],
     lambda s: _caesar(s),
     "k = int(input())\nprint(''.join(chr((ord(c) - 97 + k) % 26 + 97) for c in input().strip()))\n",
     "k = int(input())\nprint(''.join(chr(ord(c) + k) for c in input().strip()))\n",
@@ -296,7 +370,17 @@ problem(
 )
 # 27. pairs with sum divisible by k
 problem(
-    "div_pairs", [f"{len(a)} {k}\n{' '.join(map(str, a))}\n" for a, k in [([1, 2, 3, 4], 3), ([5], 5), ([2, 2, 2], 2), ([1, 3, 5, 7], 4), (nums(20000, 1, 10**6), 7)]],
+    "div_pairs",
+    [
+        f"{len(a)} {k}\n{' '.join(map(str, a))}\n"
+        for a, k in [
+            ([1, 2, 3, 4], 3),
+            ([5], 5),
+            ([2, 2, 2], 2),
+            ([1, 3, 5, 7], 4),
+            (nums(20000, 1, 10**6), 7),
+        ]
+    ],
     lambda s: _div_pairs(s),
     "import sys\nd = sys.stdin.read().split()\nn, k = int(d[0]), int(d[1])\nc = [0] * k\ntotal = 0\nfor x in map(int, d[2:2 + n]):\n    total += c[(-x) % k]\n    c[x % k] += 1\nprint(total)\n",
     "import sys\nd = sys.stdin.read().split()\nn, k = int(d[0]), int(d[1])\nc = [0] * k\ntotal = 0\nfor x in map(int, d[2:2 + n]):\n    c[x % k] += 1\n    total += c[(-x) % k] - 1\nprint(total)\n",
@@ -305,16 +389,20 @@ problem(
 )
 # 28. maximum subarray sum
 problem(
-    "max_subarray", arr_cases(big=20000) + [arr_input([-3, -1, -2])],
+    "max_subarray",
+    arr_cases(big=20000) + [arr_input([-3, -1, -2])],
     lambda s: str(_kadane(read_arr(s))),
-    READ + "best = cur = a[0]\nfor x in a[1:]:\n    cur = max(x, cur + x)\n    best = max(best, cur)\nprint(best)\n",
+    READ
+    + "best = cur = a[0]\nfor x in a[1:]:\n    cur = max(x, cur + x)\n    best = max(best, cur)\nprint(best)\n",
     READ + "best = cur = 0\nfor x in a:\n    cur = max(0, cur + x)\n    best = max(best, cur)\nprint(best)\n",
     READ + "print(max(sum(a[i:j + 1]) for i in range(n) for j in range(i, n)))\n",
-    READ + "best = cur = a[0]\nfor i in range(1, n + 1):\n    cur = max(a[i], cur + a[i])\n    best = max(best, cur)\nprint(best)\n",
+    READ
+    + "best = cur = a[0]\nfor i in range(1, n + 1):\n    cur = max(a[i], cur + a[i])\n    best = max(best, cur)\nprint(best)\n",
 )
 # 29. stairs (1 or 2 steps) mod 1e9+7
 problem(
-    "stairs", [f"{n}\n" for n in (1, 2, 3, 10, 400000)],
+    "stairs",
+    [f"{n}\n" for n in (1, 2, 3, 10, 400000)],
     lambda s: str(_stairs(int(s))),
     "n = int(input())\na, b = 1, 1\nfor _ in range(n):\n    a, b = b, (a + b) % 1000000007\nprint(a)\n",
     "n = int(input())\na, b = 1, 2\nfor _ in range(n):\n    a, b = b, (a + b) % 1000000007\nprint(a)\n",
@@ -323,7 +411,17 @@ problem(
 )
 # 30. anagrams
 problem(
-    "anagram", ["listen\nsilent\n", "abc\nabd\n", "a\na\n", "ab\nba\n", "".join(R.choice("abcdef") for _ in range(100000)) + "\n" + "".join(R.choice("abcdef") for _ in range(100000)) + "\n"],
+    "anagram",
+    [
+        "listen\nsilent\n",
+        "abc\nabd\n",
+        "a\na\n",
+        "ab\nba\n",
+        "".join(R.choice("abcdef") for _ in range(100000))
+        + "\n"
+        + "".join(R.choice("abcdef") for _ in range(100000))
+        + "\n",
+    ],
     lambda s: "YES" if sorted(s.split()[0]) == sorted(s.split()[1]) else "NO",
     "a = input().strip()\nb = input().strip()\nprint('YES' if sorted(a) == sorted(b) else 'NO')\n",
     "a = input().strip()\nb = input().strip()\nprint('YES' if set(a) == set(b) else 'NO')\n",
@@ -332,21 +430,26 @@ problem(
 )
 # 31. mean with tolerance (floats checker)
 problem(
-    "mean", arr_cases(sizes=(1, 3, 7, 10), big=20000),
+    "mean",
+    arr_cases(sizes=(1, 3, 7, 10), big=20000),
     lambda s: f"{sum(read_arr(s)) / len(read_arr(s)):.6f}",
     READ + "print(f'{sum(a) / n:.9f}')\n",
     READ + "print(sum(a) // n)\n",
-    READ + "m = 0.0\nfor i in range(n):\n    t = 0\n    for x in a[: i + 1]:\n        t += x\n    m = t / (i + 1)\nprint(m)\n",
+    READ
+    + "m = 0.0\nfor i in range(n):\n    t = 0\n    for x in a[: i + 1]:\n        t += x\n    m = t / (i + 1)\nprint(m)\n",
     READ + "print(sum(a) / (n - 1) if n > 1 else a[0] / 0)\n",
     checker="floats",
 )
+
+
 # 32. matrix transpose (line-oriented output)
 def _matrix(r: int, c: int) -> str:
     return f"{r} {c}\n" + "".join(" ".join(str(R.randint(0, 9)) for _ in range(c)) + "\n" for _ in range(r))
 
 
 problem(
-    "transpose", [_matrix(1, 1), _matrix(2, 3), _matrix(3, 2), _matrix(4, 4), _matrix(300, 300)],
+    "transpose",
+    [_matrix(1, 1), _matrix(2, 3), _matrix(3, 2), _matrix(4, 4), _matrix(300, 300)],
     lambda s: _transpose(s),
     "r, c = map(int, input().split())\nm = [input().split() for _ in range(r)]\nprint('\\n'.join(' '.join(m[i][j] for i in range(r)) for j in range(c)))\n",
     "r, c = map(int, input().split())\nm = [input().split() for _ in range(r)]\nprint('\\n'.join(' '.join(m[j][i] for i in range(min(r, c))) for j in range(min(r, c))))\n",
@@ -506,7 +609,9 @@ def _transpose(s: str) -> str:
 
 def _run(program: str, stdin: str, timeout: float) -> tuple[str, int | None, str]:
     try:
-        p = subprocess.run([sys.executable, "-c", program], input=stdin, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(
+            [sys.executable, "-c", program], input=stdin, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return "timeout", None, ""
     return ("ok" if p.returncode == 0 else "crash"), p.returncode, p.stdout
@@ -529,7 +634,13 @@ def main() -> None:
             results = []
             for c in cases:
                 status, _, stdout = _run(program, c["stdin"], SLOW_S)
-                results.append("passed" if status == "ok" and _matches(stdout, c["stdout"], p["checker"]) else status if status != "ok" else "failed")
+                results.append(
+                    "passed"
+                    if status == "ok" and _matches(stdout, c["stdout"], p["checker"])
+                    else status
+                    if status != "ok"
+                    else "failed"
+                )
             verdicts[kind] = results
         ok = (
             all(r == "passed" for r in verdicts["correct"])
@@ -541,7 +652,15 @@ def main() -> None:
         if not ok:
             bad.append(p["id"])
             continue
-        out.append({"id": p["id"], "checker": p["checker"], "cases": cases, "solutions": p["solutions"], "reference_verdicts": verdicts})
+        out.append(
+            {
+                "id": p["id"],
+                "checker": p["checker"],
+                "cases": cases,
+                "solutions": p["solutions"],
+                "reference_verdicts": verdicts,
+            }
+        )
     if bad:
         raise SystemExit(f"problems that do not separate their solutions: {bad}")
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,15 @@ import pytest
 from verifiers.code import CodeConfig, verify_code
 
 DATA = Path(__file__).resolve().parents[3] / "bench" / "data"
-HE_SAMPLE = ("HumanEval/0", "HumanEval/32", "HumanEval/38", "HumanEval/53", "HumanEval/101", "HumanEval/130", "HumanEval/160")
+HE_SAMPLE = (
+    "HumanEval/0",
+    "HumanEval/32",
+    "HumanEval/38",
+    "HumanEval/53",
+    "HumanEval/101",
+    "HumanEval/130",
+    "HumanEval/160",
+)
 STDIO_SAMPLE = ("sum2", "balanced", "mean")
 
 
@@ -50,7 +58,10 @@ def _judge_stdio(pid: str, runner, timeout_s: float = 3.0) -> None:
     for kind, program in p["solutions"].items():
         v = verify_code(f"```python\n{program}```", tests, cfg, runner)
         results[kind] = v
-    assert (results["correct"].status, results["correct"].score) == ("ok", 1.0), (pid, results["correct"].details)
+    assert (results["correct"].status, results["correct"].score) == ("ok", 1.0), (
+        pid,
+        results["correct"].details,
+    )
     for kind, expected_status in (("wrong", "failed"), ("slow", "timeout"), ("crash", "runtime_error")):
         v = results[kind]
         assert v.score is not None and v.score < 1.0, (pid, kind, v.details)

@@ -45,7 +45,10 @@ def test_unclosed_or_empty_blocks_are_no_answer() -> None:
 def test_answer_tag_and_raw_modes() -> None:
     assert extract_program("<answer>print(5)</answer>", "python", "answer_tag") == "print(5)"
     assert extract_program("```python\nprint(5)\n```", "python", "answer_tag") is None
-    assert extract_program("<answer>\n```js\nconsole.log(1)\n```\n</answer>", "javascript", "answer_tag") == "console.log(1)\n"
+    assert (
+        extract_program("<answer>\n```js\nconsole.log(1)\n```\n</answer>", "javascript", "answer_tag")
+        == "console.log(1)\n"
+    )
     assert extract_program("<think>hm</think>print(6)", "python", "raw") == "print(6)"
 
 
@@ -56,7 +59,16 @@ def test_tilde_fences_and_info_strings() -> None:
 
 @pytest.mark.parametrize(
     ("alias", "canonical"),
-    [("py", "python"), ("Python3", "python"), ("c++", "cpp"), ("cxx", "cpp"), ("js", "javascript"), ("node", "javascript"), ("nodejs", "javascript"), ("cobol", None)],
+    [
+        ("py", "python"),
+        ("Python3", "python"),
+        ("c++", "cpp"),
+        ("cxx", "cpp"),
+        ("js", "javascript"),
+        ("node", "javascript"),
+        ("nodejs", "javascript"),
+        ("cobol", None),
+    ],
 )
 def test_language_aliases(alias: str, canonical: str | None) -> None:
     assert canonical_language(alias) == canonical

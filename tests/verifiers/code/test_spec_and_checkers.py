@@ -121,11 +121,18 @@ def test_python_equal_rejects_unserializable_anywhere() -> None:
 # -- wire -------------------------------------------------------------------------------------
 
 plain = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.tuples(inner, inner)
-    | st.dictionaries(st.text(max_size=4) | st.integers(), inner, max_size=4)
-    | st.frozensets(st.integers(), max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4) | st.integers(), inner, max_size=4)
+        | st.frozensets(st.integers(), max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -155,7 +162,9 @@ def test_wire_specials_and_limits() -> None:
     assert u != u and not (u == u)
 
 
-@pytest.mark.parametrize("bad", [[], ["zz", 1], ["i", "xyz"], ["l", 3], ["d", [[["l", []], ["n"]]]], "x", ["n", 1]])
+@pytest.mark.parametrize(
+    "bad", [[], ["zz", 1], ["i", "xyz"], ["l", 3], ["d", [[["l", []], ["n"]]]], "x", ["n", 1]]
+)
 def test_wire_rejects_malformed(bad) -> None:
     with pytest.raises(wire.WireError):
         wire.decode(bad)

@@ -48,7 +48,13 @@ def test_registered_as_sandbox_accuracy_verifier() -> None:
     assert spec.runs_in == "sandbox" and spec.component == "accuracy"
     cfg = spec.build_config({"checker": "tokens", "all_or_nothing": True, "timeout_s": 2})
     assert cfg.checker == "tokens" and cfg.all_or_nothing and cfg.timeout_s == 2.0
-    for bad in ({"nope": 1}, {"checker": "fuzzy"}, {"timeout_s": -1}, {"memory_mb": 1}, {"language": "cobol"}):
+    for bad in (
+        {"nope": 1},
+        {"checker": "fuzzy"},
+        {"timeout_s": -1},
+        {"memory_mb": 1},
+        {"language": "cobol"},
+    ):
         with pytest.raises(VerifierInputError):
             spec.build_config(bad)
 
@@ -59,7 +65,12 @@ def test_stdio_pass_and_partial(runner) -> None:
     v = run(py("a, b = map(int, input().split())\nprint(a + b if a < 5 else 0)"), ADD_STDIO, runner)
     assert (v.status, v.score) == ("wrong", 0.5)
     assert [t["status"] for t in v.details["tests"]] == ["passed", "failed"]
-    v = run(py("a, b = map(int, input().split())\nprint(a + b if a < 5 else 0)"), ADD_STDIO, runner, all_or_nothing=True)
+    v = run(
+        py("a, b = map(int, input().split())\nprint(a + b if a < 5 else 0)"),
+        ADD_STDIO,
+        runner,
+        all_or_nothing=True,
+    )
     assert (v.status, v.score) == ("wrong", 0.0)
 
 
@@ -114,7 +125,7 @@ def test_sandbox_failure_is_never_a_silent_zero() -> None:
 
 
 def test_cpp_and_javascript_stdio(runner) -> None:
-    cpp = "```cpp\n#include <cstdio>\nint main(){int a,b;scanf(\"%d %d\",&a,&b);printf(\"%d\\n\",a+b);}\n```"
+    cpp = '```cpp\n#include <cstdio>\nint main(){int a,b;scanf("%d %d",&a,&b);printf("%d\\n",a+b);}\n```'
     assert run(cpp, {**ADD_STDIO, "language": "c++"}, runner).score == 1.0
     js = "```javascript\nconst [a, b] = require('fs').readFileSync(0, 'utf8').trim().split(' ').map(Number);\nconsole.log(a + b);\n```"
     assert run(js, {**ADD_STDIO, "language": "js"}, runner).score == 1.0
@@ -131,7 +142,11 @@ def test_checkers_are_selectable(runner) -> None:
 
 
 def test_verl_stdio_and_fn_name_shapes(runner) -> None:
-    v = run(py("a, b = map(int, input().split())\nprint(a + b)"), {"inputs": ["1 2\n", "2 2\n"], "outputs": ["3\n", "5\n"]}, runner)
+    v = run(
+        py("a, b = map(int, input().split())\nprint(a + b)"),
+        {"inputs": ["1 2\n", "2 2\n"], "outputs": ["3\n", "5\n"]},
+        runner,
+    )
     assert v.score == 0.5
     tests = {"inputs": ["[1, 2, 3]\n2", "[]\n0"], "outputs": ["[3, 1, 2]", "[]"], "fn_name": "rotate"}
     v = run(py("def rotate(a, k):\n    return a[-k:] + a[:-k] if a else []"), tests, runner)
@@ -174,7 +189,11 @@ def test_assert_style_features(runner) -> None:
 def test_mbpp_list_gives_partial_credit_and_setup_runs(runner) -> None:
     tests = {"assert": ["assert f(1) == K", "assert f(2) == 4", "assert f(3) == 9"], "setup": "K = 1"}
     v = run(py("def f(x):\n    return x * x if x < 3 else 0"), tests, runner)
-    assert v.score == pytest.approx(2 / 3) and [t["status"] for t in v.details["tests"]] == ["passed", "passed", "failed"]
+    assert v.score == pytest.approx(2 / 3) and [t["status"] for t in v.details["tests"]] == [
+        "passed",
+        "passed",
+        "failed",
+    ]
 
 
 def test_candidate_names_never_shadow_builtins_in_tests(runner) -> None:
