@@ -13,7 +13,6 @@ Usage: python bench/build_humaneval_set.py path/to/HumanEval.jsonl.gz
 from __future__ import annotations
 
 import ast
-import copy
 import gzip
 import json
 import random

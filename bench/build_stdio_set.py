@@ -235,7 +235,7 @@ problem(
 def _rq_input(n: int, q: int) -> str:
     a = nums(n, -100, 100)
     qs = [sorted((R.randint(1, n), R.randint(1, n))) for _ in range(q)]
-    return f"{n} {q}\n{' '.join(map(str, a))}\n" + "".join(f"{l} {r}\n" for l, r in qs)
+    return f"{n} {q}\n{' '.join(map(str, a))}\n" + "".join(f"{lo} {hi}\n" for lo, hi in qs)
 
 
 problem(
@@ -275,7 +275,7 @@ problem(
         "x y\n",
         "the cat the dog the\n",
         "b a\n",
-        " ".join(R.choice(["w%d" % i for i in range(300)]) for _ in range(30000)) + "\n",
+        " ".join(R.choice([f"w{i}" for i in range(300)]) for _ in range(30000)) + "\n",
     ],
     lambda s: _common(s),
     "from collections import Counter\nc = Counter(input().split())\nm = max(c.values())\nprint(min(w for w in c if c[w] == m))\n",
@@ -291,7 +291,7 @@ problem(
     "d = 0\nok = True\nfor c in input().strip():\n    d += 1 if c == '(' else -1\n    if d < 0:\n        ok = False\nprint('YES' if ok and d == 0 else 'NO')\n",
     "s = input().strip()\nprint('YES' if s.count('(') == s.count(')') else 'NO')\n",
     "s = input().strip()\nwhile '()' in s:\n    s = s.replace('()', '', 1)\nprint('NO' if s else 'YES')\n",
-    "import sys\nsys.setrecursionlimit(10000)\ndef f(s, d):\n    return d == 0 if not s else d >= 0 and f(s[1:], d + (1 if s[0] == '(' else -1))\nprint('YES' if f(input().strip(), 0) else 'NO')\n",
+    "import sys\nsys.setrecursionlimit(1000)\ndef f(s, d):\n    return d == 0 if not s else d >= 0 and f(s[1:], d + (1 if s[0] == '(' else -1))\nprint('YES' if f(input().strip(), 0) else 'NO')\n",
 )
 # 21. lcm of an array
 problem(
@@ -648,7 +648,7 @@ def main() -> None:
             and "timeout" in verdicts["slow"]
             and "crash" in verdicts["crash"]
         )
-        print(p["id"], "OK" if ok else "BAD", {k: v for k, v in verdicts.items()}, flush=True)
+        print(p["id"], "OK" if ok else "BAD", verdicts, flush=True)
         if not ok:
             bad.append(p["id"])
             continue

@@ -90,7 +90,9 @@ def build_judge_run(
         stdin=json.dumps(spec),
         files={PROGRAM_FILE: code.encode("utf-8")},
     )
-    limits = Limits(wall_time_s=wall, cpu_time_s=wall, memory_mb=memory_mb, max_processes=16)
+    limits = Limits(
+        wall_time_s=wall, cpu_time_s=wall, memory_mb=memory_mb, max_processes=16, max_output_bytes=8 << 20
+    )
     return JudgeRun(program, limits, nonce)
 
 
