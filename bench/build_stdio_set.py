@@ -33,7 +33,7 @@ def arr_input(a: list[int]) -> str:
     return f"{len(a)}\n{' '.join(map(str, a))}\n"
 
 
-def arr_cases(sizes=(1, 5, 8, 50), big=20000, lo=-1000, hi=1000) -> list[str]:
+def arr_cases(sizes=(1, 5, 8, 50), big=20000, lo=-100, hi=100) -> list[str]:
     return [arr_input(nums(n, lo, hi)) for n in sizes] + [arr_input(nums(big, lo, hi))]
 
 
@@ -112,11 +112,11 @@ problem(
 # 5. reverse a string
 problem(
     "reverse",
-    ["abc\n", "a\n", "racecar\n", "hello world\n", "".join(R.choice("abcxyz") for _ in range(400000)) + "\n"],
+    ["abc\n", "a\n", "racecar\n", "hello world\n", "".join(R.choice("ab") for _ in range(60000)) + "\n"],
     lambda s: s.rstrip("\n")[::-1],
     "print(input()[::-1])\n",
     "s = input()\nprint(s[::-1] if len(s) % 2 else s)\n",
-    "s = input()\nr = []\nfor c in s:\n    r.insert(0, c)\n    r = r[:]\nprint(''.join(r))\n",
+    "s = input()\nr = []\nfor i in range(len(s)):\n    r.append(s[len(s) - 1 - i])\n    size = sum(1 for _ in r)\nprint(''.join(r))\n",
     "s = input()\nprint(s[::-1] if ' ' not in s else s.split()[2])\n",
 )
 # 6. fibonacci (exact, n <= 90)
@@ -221,7 +221,7 @@ problem(
     "two_sum",
     [
         f"{len(a)} {t}\n{' '.join(map(str, a))}\n"
-        for a, t in [([1, 2, 3], 5), ([1, 2, 3], 7), ([5], 10), ([5, 5], 10), (nums(20000, 1, 10**9), 7)]
+        for a, t in [([1, 2, 3], 5), ([1, 2, 3], 7), ([5], 10), ([5, 5], 10), (nums(12000, 1, 99999), 7)]
     ],
     lambda s: _two_sum(s),
     "import sys\nd = sys.stdin.read().split()\nn, t = int(d[0]), int(d[1])\nseen = set()\nok = False\nfor x in map(int, d[2:2 + n]):\n    if t - x in seen:\n        ok = True\n    seen.add(x)\nprint('YES' if ok else 'NO')\n",
@@ -240,11 +240,11 @@ def _rq_input(n: int, q: int) -> str:
 
 problem(
     "range_sum",
-    [_rq_input(1, 1), _rq_input(5, 3), _rq_input(10, 10), _rq_input(20000, 20000)],
+    [_rq_input(1, 1), _rq_input(5, 3), _rq_input(10, 10), _rq_input(20000, 3000)],
     lambda s: _range_sum(s),
     "import sys\nd = sys.stdin.read().split()\nn, q = int(d[0]), int(d[1])\np = [0]\nfor x in d[2:2 + n]:\n    p.append(p[-1] + int(x))\nout = []\nfor k in range(q):\n    l, r = int(d[2 + n + 2 * k]), int(d[3 + n + 2 * k])\n    out.append(p[r] - p[l - 1])\nprint('\\n'.join(map(str, out)))\n",
     "import sys\nd = sys.stdin.read().split()\nn, q = int(d[0]), int(d[1])\np = [0]\nfor x in d[2:2 + n]:\n    p.append(p[-1] + int(x))\nout = []\nfor k in range(q):\n    l, r = int(d[2 + n + 2 * k]), int(d[3 + n + 2 * k])\n    out.append(p[r] - p[l])\nprint('\\n'.join(map(str, out)))\n",
-    "import sys\nd = sys.stdin.read().split()\nn, q = int(d[0]), int(d[1])\na = list(map(int, d[2:2 + n]))\nout = []\nfor k in range(q):\n    l, r = int(d[2 + n + 2 * k]), int(d[3 + n + 2 * k])\n    out.append(sum(a[i] for i in range(l - 1, r)) + sum(0 for _ in range(n)))\nprint('\\n'.join(map(str, out)))\n",
+    "import sys\nd = sys.stdin.read().split()\nn, q = int(d[0]), int(d[1])\na = list(map(int, d[2:2 + n]))\nout = []\nfor k in range(q):\n    l, r = int(d[2 + n + 2 * k]), int(d[3 + n + 2 * k])\n    out.append(sum(a[i] for i in range(l - 1, r)) + sum(0 for _ in range(n) for _ in range(3)))\nprint('\\n'.join(map(str, out)))\n",
     "import sys\nd = sys.stdin.read().split()\nn, q = int(d[0]), int(d[1])\na = list(map(int, d[2:2 + n]))\nout = []\nfor k in range(q):\n    l, r = int(d[2 + n + 2 * k]), int(d[3 + n + 2 * k])\n    out.append(sum(a[l - 1:r]) + a[r])\nprint('\\n'.join(map(str, out)))\n",
 )
 # 17. count primes <= n
@@ -317,7 +317,7 @@ problem(
 # 23. digit sum of a big number
 problem(
     "digit_sum",
-    ["0\n", "12345\n", "9999\n", "1000000\n", "".join(R.choice("0123456789") for _ in range(200000)) + "\n"],
+    ["0\n", "12345\n", "9999\n", "1000000\n", "".join(R.choice("0123456789") for _ in range(60000)) + "\n"],
     lambda s: str(sum(map(int, s.strip()))),
     "print(sum(map(int, input().strip())))\n",
     "print(sum(map(int, input().strip()[1:])))\n",
@@ -328,7 +328,7 @@ problem(
 problem(
     "second_max",
     [arr_input(a) for a in ([1, 2], [5, 5, 4], [3, 1, 2, 3], [10, -1, 7])]
-    + [arr_input(nums(20000, -(10**6), 10**6))],
+    + [arr_input(nums(15000, -30000, 30000))],
     lambda s: str(sorted(set(read_arr(s)))[-2]),
     READ + "print(sorted(set(a))[-2])\n",
     READ + "print(sorted(a)[-2])\n",
@@ -360,12 +360,12 @@ problem(
         "1\nxyz\n",
         "26\nhello\n",
         "13\nabcdefghijklmnopqrstuvwxyz\n",
-        "5\n" + "".join(R.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(200000)) + "\n",
+        "25\n" + "".join(R.choice("abc") for _ in range(50000)) + "\n",
     ],
     lambda s: _caesar(s),
     "k = int(input())\nprint(''.join(chr((ord(c) - 97 + k) % 26 + 97) for c in input().strip()))\n",
     "k = int(input())\nprint(''.join(chr(ord(c) + k) for c in input().strip()))\n",
-    "k = int(input())\ns = input().strip()\nr = ''\nfor c in s:\n    for _ in range(k * 40):\n        c = chr((ord(c) - 97 + 1) % 26 + 97)\n    r += chr((ord(c) - 97 + k - 40 * k % 26 + 26 * 40 * k) % 26 + 97) if False else c\nprint(r)\n",
+    "k = int(input())\ns = input().strip()\nr = []\nfor c in s:\n    for _ in range(k + 26 * 100):\n        c = chr((ord(c) - 97 + 1) % 26 + 97)\n    r.append(c)\nprint(''.join(r))\n",
     "k = int(input())\ns = input().strip()\nprint(''.join('abcdefghijklmnopqrstuvwxyz'[ord(c) - 97 + k] for c in s))\n",
 )
 # 27. pairs with sum divisible by k
@@ -378,7 +378,7 @@ problem(
             ([5], 5),
             ([2, 2, 2], 2),
             ([1, 3, 5, 7], 4),
-            (nums(20000, 1, 10**6), 7),
+            (nums(20000, 1, 1000), 7),
         ]
     ],
     lambda s: _div_pairs(s),
@@ -410,6 +410,14 @@ problem(
     "n = int(input())\nf = [1, 1] + [0] * (n - 1)\nfor i in range(2, n + 1):\n    f[i] = (f[i - 1] + f[i - 2]) % 1000000007\nprint(f[n] if n > 1 else f[n + 5])\n",
 )
 # 30. anagrams
+def _shuffled_pair(n: int) -> str:
+    a = [R.choice("ab") for _ in range(n)]
+    b = a[:]
+    R.shuffle(b)
+    return "".join(a) + "\n" + "".join(b) + "\n"
+
+
+
 problem(
     "anagram",
     [
@@ -417,10 +425,8 @@ problem(
         "abc\nabd\n",
         "a\na\n",
         "ab\nba\n",
-        "".join(R.choice("abcdef") for _ in range(100000))
-        + "\n"
-        + "".join(R.choice("abcdef") for _ in range(100000))
-        + "\n",
+        "aab\nabb\n",
+        _shuffled_pair(30000),
     ],
     lambda s: "YES" if sorted(s.split()[0]) == sorted(s.split()[1]) else "NO",
     "a = input().strip()\nb = input().strip()\nprint('YES' if sorted(a) == sorted(b) else 'NO')\n",
@@ -449,11 +455,11 @@ def _matrix(r: int, c: int) -> str:
 
 problem(
     "transpose",
-    [_matrix(1, 1), _matrix(2, 3), _matrix(3, 2), _matrix(4, 4), _matrix(300, 300)],
+    [_matrix(1, 1), _matrix(2, 3), _matrix(3, 2), _matrix(4, 4), _matrix(150, 150)],
     lambda s: _transpose(s),
     "r, c = map(int, input().split())\nm = [input().split() for _ in range(r)]\nprint('\\n'.join(' '.join(m[i][j] for i in range(r)) for j in range(c)))\n",
     "r, c = map(int, input().split())\nm = [input().split() for _ in range(r)]\nprint('\\n'.join(' '.join(m[j][i] for i in range(min(r, c))) for j in range(min(r, c))))\n",
-    "r, c = map(int, input().split())\nm = [input().split() for _ in range(r)]\nout = []\nfor j in range(c):\n    row = []\n    for i in range(r):\n        for _ in range(r * c // 8):\n            pass\n        row.append(m[i][j])\n    out.append(' '.join(row))\nprint('\\n'.join(out))\n",
+    "r, c = map(int, input().split())\nm = [input().split() for _ in range(r)]\nout = []\nfor j in range(c):\n    row = []\n    for i in range(r):\n        for _ in range(r * c // 2):\n            pass\n        row.append(m[i][j])\n    out.append(' '.join(row))\nprint('\\n'.join(out))\n",
     "r, c = map(int, input().split())\nm = [input().split() for _ in range(r)]\nprint('\\n'.join(' '.join(m[i][j] for i in range(r)) for j in range(c + (r == 2))))\n",
 )
 
