@@ -307,3 +307,18 @@ def test_expected_values_never_reach_the_sandbox() -> None:
             assert literal not in blob, (tests, literal)
         assert run.nonce in run.program.stdin  # the nonce travels on stdin only, never in a file
         assert run.nonce not in run.program.source
+
+
+@pytest.mark.parametrize("trick", ["sys_exit_at_import", "os_exit_at_import", "patched_builtins"])
+def test_the_tricks_do_fool_a_naive_grader(trick: str, runner) -> None:
+    """Control: the HumanEval way (program + tests + check() in one process, exit 0 = pass) falls for
+    these, so the zero scores above are the harness's doing, not the tricks being harmless."""
+    from sandbox.types import Limits, Program
+
+    program = TRICKS[trick][0]
+    naive_tests = "def check(candidate):\n    assert candidate(2) == 5 or abs(candidate(2) - 5) < 1\n"
+    source = f"{program}\n{naive_tests}\ncheck(f)\n"
+    ex = runner.run(Program("python", source), Limits(wall_time_s=5, cpu_time_s=5))
+    assert ex.status == "ok" and ex.exit_code == 0  # naive verdict: passed
+    score, _, _ = _score(program, {"assert": naive_tests, "entry_point": "f"}, runner)
+    assert score == 0.0
