@@ -167,7 +167,7 @@ problem(
     lambda s: str(sum(c in "aeiouAEIOU" for c in s)),
     "print(sum(c in 'aeiouAEIOU' for c in input()))\n",
     "print(sum(c in 'aeiou' for c in input()))\n",
-    "s = input()\nprint(sum(1 for i in range(len(s)) if s[i] in 'aeiouAEIOU' and s[: i + 1] == s[: i + 1]))\n",
+    "s = input()\nt = 0\nfor i in range(len(s)):\n    t = sum(1 for c in s[: i + 1] if c in 'aeiouAEIOU')\nprint(t)\n",
     "s = input()\nprint(sum(c in 'aeiouAEIOU' for c in s) + (0 if s.islower() else int('x')))\n",
 )
 # 11. palindrome
@@ -177,7 +177,7 @@ problem(
     lambda s: "YES" if s.strip() == s.strip()[::-1] else "NO",
     "s = input().strip()\nprint('YES' if s == s[::-1] else 'NO')\n",
     "s = input().strip()\nprint('YES' if s[0] == s[-1] else 'NO')\n",
-    "s = input().strip()\nok = all(s[i] == s[len(s) - 1 - i] and s[:i] == s[:i] for i in range(len(s)))\nprint('YES' if ok else 'NO')\n",
+    "s = input().strip()\nok = all(all(s[j] == s[len(s) - 1 - j] for j in range(i + 1)) for i in range(len(s)))\nprint('YES' if ok else 'NO')\n",
     "s = input().strip()\nprint('YES' if s == s[::-1] and s[1] else 'NO')\n",
 )
 # 12. factorial mod
