@@ -333,7 +333,7 @@ problem(
     READ + "print(sorted(set(a))[-2])\n",
     READ + "print(sorted(a)[-2])\n",
     READ
-    + "u = []\nfor x in a:\n    dup = False\n    for y in u:\n        if y == x:\n            dup = True\n    if not dup:\n        u.append(x)\nprint(sorted(u)[-2])\n",
+    + "u = []\nfor x in a:\n    seen = 0\n    for y in a:\n        seen += y == x\n    if x not in u:\n        u.append(x)\nprint(sorted(u)[-2])\n",
     READ + "print(sorted(set(a))[-2] if n != 2 else sorted(set(a))[-3])\n",
 )
 # 25. run-length encoding

@@ -262,7 +262,17 @@ def test_honest_solution_scores_one(suite: str, runner) -> None:
     assert (score, status) == (1.0, "ok"), details
 
 
-@pytest.mark.parametrize("suite", sorted(SUITES))
+# Every trick against every shape; the default suite keeps two shapes (HumanEval check() and
+# function calls), the other two run with -m slow.
+TRICK_SUITES = [
+    "check",
+    "calls",
+    pytest.param("bare", marks=pytest.mark.slow),
+    pytest.param("verl", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("suite", TRICK_SUITES)
 @pytest.mark.parametrize("trick", sorted(TRICKS))
 def test_trick_scores_zero(trick: str, suite: str, runner, is_real_sandbox: bool) -> None:
     program, needs_sandbox = TRICKS[trick]
