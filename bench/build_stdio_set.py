@@ -409,13 +409,14 @@ problem(
     "n = int(input())\nf = [1] + [0] * n\nfor i in range(1, n + 1):\n    f[i] = sum(f[j] for j in range(i) if i - j <= 2) % 1000000007\nprint(f[n])\n",
     "n = int(input())\nf = [1, 1] + [0] * (n - 1)\nfor i in range(2, n + 1):\n    f[i] = (f[i - 1] + f[i - 2]) % 1000000007\nprint(f[n] if n > 1 else f[n + 5])\n",
 )
+
+
 # 30. anagrams
 def _shuffled_pair(n: int) -> str:
     a = [R.choice("ab") for _ in range(n)]
     b = a[:]
     R.shuffle(b)
     return "".join(a) + "\n" + "".join(b) + "\n"
-
 
 
 problem(
