@@ -6,7 +6,9 @@ Accepted shapes (``tests`` may also be a JSON string of any of them, as verl sto
 * function call (LeetCode/TACO): ``{"fn_name", "cases": [{"args": [...], "kwargs"?, "expected"}]}``
 * assert-style (HumanEval/MBPP): ``{"assert": "<code>" | ["<code>", ...], "entry_point"?, "setup"?}``
 * verl: ``{"inputs": [...], "outputs": [...], "fn_name"?}``; with ``fn_name`` each input is a list of
-  arguments or a string holding one JSON argument per line, and each output a value or its JSON text.
+  arguments or a string holding one JSON argument per line, and each output a value or its JSON text;
+  verl's ``{"assert_case": [...]}`` is read as a list of assert tests.
+* a bare list of cases: ``[{"stdin", "stdout"}]`` or CommonOJ's ``[{"input": {"stdin"}, "output": {"stdout"}}]``.
 """
 
 from __future__ import annotations
@@ -76,8 +78,12 @@ def parse_tests(tests: Any) -> Suite:
             tests = json.loads(tests)
         except ValueError as e:
             raise VerifierInputError(f"tests is a string but not JSON: {e}") from None
+    if isinstance(tests, list):  # a bare list of stdin/stdout cases (SandboxFusion's CommonOJ shape too)
+        tests = {"cases": [_common_oj_case(c) for c in tests]}
     if not isinstance(tests, dict):
         raise VerifierInputError(f"tests must be an object, got {type(tests).__name__}")
+    if "assert_case" in tests and "assert" not in tests and "inputs" not in tests:
+        tests = {**tests, "assert": tests["assert_case"]}  # verl's ground_truth["assert_case"]
     language = _language(tests.get("language"))
     if "assert" in tests:
         suite = _assert_suite(tests, language)
@@ -96,6 +102,17 @@ def parse_tests(tests: Any) -> Suite:
     if len(suite) > MAX_TESTS:
         raise VerifierInputError(f"tests hold {len(suite)} cases; at most {MAX_TESTS} are allowed")
     return suite
+
+
+def _common_oj_case(case: Any) -> Any:
+    """``{"input": {"stdin": ...}, "output": {"stdout": ...}}`` → ``{"stdin", "stdout"}``; others as given."""
+    if (
+        isinstance(case, dict)
+        and isinstance(case.get("input"), dict)
+        and isinstance(case.get("output"), dict)
+    ):
+        return {"stdin": case["input"].get("stdin", ""), "stdout": case["output"].get("stdout")}
+    return case
 
 
 def _language(value: Any) -> str | None:

@@ -33,6 +33,13 @@ def test_verl_shapes_as_given() -> None:
     assert calls.calls[1].args == (4, 5) and calls.calls[1].expected == 9
 
 
+def test_list_and_common_oj_and_assert_case_shapes() -> None:
+    s = parse_tests([{"stdin": "1", "stdout": "2"}, {"input": {"stdin": "3"}, "output": {"stdout": "4"}}])
+    assert s.kind == "stdio" and [(c.stdin, c.stdout) for c in s.stdio] == [("1", "2"), ("3", "4")]
+    s = parse_tests({"assert_case": ["assert f(1) == 2", "assert f(2) == 3"]})
+    assert s.kind == "assert" and len(s) == 2
+
+
 def test_assert_shapes() -> None:
     s = parse_tests({"assert": "def check(candidate):\n    assert candidate(1) == 2\n", "entry_point": "f"})
     assert s.kind == "assert" and s.asserts[0].call_check and s.entry_point == "f"
