@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.bwrap import BwrapRunner
 from sandbox.types import Limits, Program
-from tests.sandbox.conftest import FAST, SECRET, assert_host_clean, marker, needs_bwrap
+from tests.sandbox.helpers import FAST, SECRET, SHORT, assert_host_clean, marker, needs_bwrap
 
 pytestmark = needs_bwrap
 
@@ -50,6 +50,7 @@ CASES = [
         "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass\n",
         ("timeout", "runtime_error"),
         checked=False,
+        limits=SHORT,
     ),
     Case(
         "thread_bomb",
@@ -77,7 +78,7 @@ CASES = [
     Case(
         "disk_fill_many_files",
         "i = 0\nwhile True:\n    open(f'/tmp/f{i}', 'wb').write(b'x' * (8 << 20)); i += 1\n",
-        ("runtime_error",),
+        ("runtime_error", "memory"),  # tmpfs full, or its pages hit the cgroup's memory limit first
         checked=False,
     ),
     Case(
@@ -110,8 +111,9 @@ CASES = [
         "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):\n    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n",
         ("timeout",),
         checked=False,
+        limits=SHORT,
     ),
-    Case("sleep_forever", "import time\ntime.sleep(3600)\n", ("timeout",), checked=False),
+    Case("sleep_forever", "import time\ntime.sleep(3600)\n", ("timeout",), checked=False, limits=SHORT),
     Case(
         "cpu_limit_before_wall",
         "while True:\n    pass\n",
@@ -119,13 +121,14 @@ CASES = [
         checked=False,
         limits=Limits(wall_time_s=20.0, cpu_time_s=1.0, memory_mb=256),
     ),
-    Case("infinite_loop_js", "for(;;){}", ("timeout",), language="javascript", checked=False),
+    Case("infinite_loop_js", "for(;;){}", ("timeout",), language="javascript", checked=False, limits=SHORT),
     Case(
         "infinite_loop_cpp",
         "int main(){ volatile long i=0; for(;;) i++; }",
         ("timeout",),
         language="cpp",
         checked=False,
+        limits=SHORT,
     ),
     # --- network -------------------------------------------------------------------------------
     Case(
@@ -527,3 +530,34 @@ def test_seccomp_filter_is_loaded(runner: BwrapRunner) -> None:
     )
     ex = runner.run(Program("python", src), FAST)
     assert ex.stdout.splitlines() == ["errno True", "['2']"], ex
+
+
+def test_memory_of_many_processes_is_bounded_by_the_cgroup(runner: BwrapRunner) -> None:
+    """RLIMIT_AS bounds each process; the slot's cgroup bounds them together."""
+    if runner._slots[0].cgroup is None:
+        pytest.skip("no writable cgroup v1 memory/pids controllers on this host")
+    src = (
+        "import os, time\npids = []\nfor i in range(6):\n    pid = os.fork()\n"
+        "    if pid == 0:\n        b = bytearray(150 << 20)\n        time.sleep(1)\n        os._exit(0)\n"
+        "    pids.append(pid)\nkilled = sum(os.waitpid(p, 0)[1] & 0x7F == 9 for p in pids)\n"
+        "print('killed', killed)\nprint('CHECKED' if killed else 'ESCAPED')\n"
+    )
+    ex = runner.run(Program("python", src), Limits(memory_mb=256, wall_time_s=8, cpu_time_s=8))
+    assert "ESCAPED" not in ex.stdout
+    assert ex.status == "memory" or "CHECKED" in ex.stdout, ex
+
+
+def test_links_fifos_and_locked_dirs_are_scrubbed(solo: BwrapRunner) -> None:
+    """Symlinks (to the runtime, dangling, looping), fifos and chmod-000 directories, even /tmp itself."""
+    mess = (
+        "import os\nos.symlink('/usr', 'to_usr')\nos.symlink('/nonexistent', '/tmp/dangling')\n"
+        "os.mkfifo('/tmp/fifo')\nos.symlink('/tmp/run', '/dev/shm/loop')\nos.makedirs('/tmp/a/b')\n"
+        "open('/tmp/a/b/f', 'w').write('x')\nos.chmod('/tmp/a/b', 0)\nos.chmod('/tmp/a', 0)\n"
+        "os.chmod('/tmp', 0)\nos.chmod('/dev/shm', 0)\nprint('CHECKED')\n"
+    )
+    ex = solo.run(Program("python", mess), FAST)
+    assert (ex.status, ex.stdout) == ("ok", "CHECKED\n"), ex
+    look = "import os\nprint(sorted(os.listdir('/tmp')), os.listdir('/dev/shm'), os.listdir('.'))\n"
+    ex2 = solo.run(Program("python", look), FAST)
+    assert (ex2.status, ex2.stdout) == ("ok", "['run'] [] ['main.py']\n"), ex2
+    assert os.path.isdir("/usr/bin")  # the link's target on the host is untouched
