@@ -10,8 +10,7 @@ from fastapi.testclient import TestClient
 
 from sandbox.types import Execution, Limits, Program
 from service.routes.run_code import router
-from tests.verifiers.code.conftest import real_sandbox_runner
-from tests.verifiers.code.local_runner import SubprocessTestRunner
+from tests.verifiers.code.local_runner import SubprocessTestRunner, real_sandbox_runner
 
 
 def _app(runner) -> TestClient:

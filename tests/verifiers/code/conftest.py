@@ -4,19 +4,7 @@ import os
 
 import pytest
 
-from tests.verifiers.code.local_runner import SubprocessTestRunner
-
-
-def real_sandbox_runner():
-    """The real bubblewrap backend when it is importable and works here, else ``None``."""
-    try:
-        from sandbox import make_runner
-    except ImportError:
-        return None
-    try:
-        return make_runner("bwrap", workers=2)
-    except Exception:  # SandboxUnavailable: no bubblewrap / user namespaces on this host
-        return None
+from tests.verifiers.code.local_runner import SubprocessTestRunner, real_sandbox_runner
 
 
 @pytest.fixture(scope="session")

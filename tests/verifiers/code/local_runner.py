@@ -95,3 +95,15 @@ class SubprocessTestRunner:
 
     def close(self) -> None:
         pass
+
+
+def real_sandbox_runner():
+    """The real bubblewrap backend when it is importable and works here, else ``None``."""
+    try:
+        from sandbox import make_runner
+    except ImportError:
+        return None
+    try:
+        return make_runner("bwrap", workers=2)
+    except Exception:  # SandboxUnavailable: no bubblewrap / user namespaces on this host
+        return None
