@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from service.config import Settings, get_settings
 from service.metrics import Metrics
 from service.middleware import BearerAuth, BodySizeLimit, RequestMetrics
-from service.routes import health, score
+from service.routes import health, run_code, score
 from service.routes.docs import install_docs
 from service.scoring import Scorer
 
@@ -43,7 +43,8 @@ def grpo_router() -> APIRouter:
         @router.post("/grpo/loss", include_in_schema=False)
         async def grpo_unavailable() -> JSONResponse:
             return JSONResponse(
-                {"detail": f"the GRPO engine needs torch: pip install 'referee[grpo]' ({missing})"}, status_code=501
+                {"detail": f"the GRPO engine needs torch: pip install 'referee[grpo]' ({missing})"},
+                status_code=501,
             )
 
     return router
@@ -75,7 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_tags=[
             {"name": "score", "description": "Rewards for completions."},
-            {"name": "grpo", "description": "GRPO advantages, and the clipped-surrogate loss with its gradient."},
+            {"name": "sandbox", "description": "SandboxFusion-compatible code execution (`/run_code`)."},
+            {
+                "name": "grpo",
+                "description": "GRPO advantages, and the clipped-surrogate loss with its gradient.",
+            },
             {"name": "health", "description": "Probes and metrics."},
         ],
     )
@@ -84,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(score.router)
     app.include_router(grpo_router())
+    app.include_router(run_code.router)
     install_docs(app)
     # Outermost first: metrics see every answer, auth runs before the body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -40,6 +40,7 @@ def warm_up() -> None:
 
 # One line per verifier module; each registers itself on import.
 _BUILTIN_MODULES: tuple[str, ...] = (
+    "verifiers.code",
     "verifiers.countdown",
     "verifiers.format",
     "verifiers.language",

@@ -339,3 +339,43 @@ def test_thousand_math_items(client: TestClient) -> None:
     ]
     results = client.post("/score", json={"items": items}).json()["results"]
     assert [x["status"] for x in results] == ["ok" if i % 13 == i % 11 else "wrong" for i in range(1000)]
+
+
+CODE = "<think>read two ints</think><answer>```python\nprint(sum(map(int, input().split())))\n```</answer>"
+TESTS = {
+    "language": "python",
+    "cases": [{"stdin": "1 2\n", "stdout": "3\n"}, {"stdin": "5 7\n", "stdout": "12\n"}],
+}
+
+
+def test_code_item_without_a_sandbox_is_a_sandbox_error_not_a_zero(client: TestClient) -> None:
+    result = client.post("/score", json={"items": [{"id": 1, "completion": CODE, "tests": TESTS}]}).json()[
+        "results"
+    ][0]
+    assert result["status"] == "sandbox_error"
+    assert result["components"]["accuracy"] is None
+    assert "REFEREE_SANDBOX_BACKEND=none" in result["details"]["accuracy"]["error"]
+
+
+def test_code_items_in_the_real_sandbox() -> None:
+    import shutil
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    half = CODE.replace("sum(map(int, input().split()))", "int(input().split()[1]) * 2 - 1")  # passes 1 of 2
+    items = [
+        {"id": "right", "completion": CODE, "tests": TESTS},
+        {"id": "half", "completion": half, "tests": TESTS},
+        {"id": "none", "completion": "<answer>I would add them.</answer>", "tests": TESTS},
+        {"id": "bad-tests", "completion": CODE, "tests": {"cases": "not a list"}},
+        {"id": "math", "completion": GOOD, "answer": "14"},  # mixed batches work
+    ]
+    with TestClient(create_app(make_settings(sandbox_backend="bwrap", sandbox_workers=2))) as c:
+        assert c.get("/readyz").json()["sandbox"] == "bwrap"
+        r = {x["id"]: x for x in c.post("/score", json={"items": items}).json()["results"]}
+    assert r["right"]["status"] == "ok" and r["right"]["components"]["accuracy"] == 1.0
+    assert r["right"]["reward"] == pytest.approx(1.1)
+    assert r["half"]["status"] == "wrong" and r["half"]["components"]["accuracy"] == 0.5
+    assert r["none"]["status"] == "no_answer"
+    assert r["bad-tests"]["status"] == "invalid"
+    assert r["math"]["status"] == "ok"
