@@ -67,6 +67,7 @@ def serve(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iter
     full_env = {
         **os.environ,
         "REFEREE_POOL_SIZE": "2",
+        "REFEREE_ITEM_TIMEOUT_S": "3",
         "REFEREE_SANDBOX_BACKEND": "none",
         "REFEREE_PLUGINS": f'["{PLUGIN}"]',
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),

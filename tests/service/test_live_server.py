@@ -14,16 +14,21 @@ def echo(i: object, completion: str, reference: str) -> dict[str, object]:
     return {"id": i, "completion": completion, "verifier": "test_echo", "reference": reference}
 
 
-def test_statuses_over_http(live_server: str) -> None:
+def test_every_status_over_http(live_server: str) -> None:
     items = [
         echo(1, "a", "a"),
         echo(2, "b", "a"),
         echo(3, "", "a"),
-        {"id": 4, "completion": "x", "verifier": "nope"},
+        {"id": 4, "completion": "<answer>1</answer><think>x</think>", "verifier": "format"},
+        {"id": 5, "completion": "x", "verifier": "test_sleep", "reference": "x"},  # spins past the 3 s limit
+        {"id": 6, "completion": "```python\nprint(1)\n```", "tests": {"cases": [{"stdin": "", "stdout": "1\n"}]}},
+        {"id": 7, "completion": "x", "verifier": "nope"},
+        {"id": 8, "completion": "<think>2+2</think> <answer>4</answer>", "answer": "4"},
     ]
-    r = httpx.post(f"{live_server}/score", json={"items": items}, timeout=30)
+    r = httpx.post(f"{live_server}/score", json={"items": items}, timeout=60)
     assert r.status_code == 200
-    assert [x["status"] for x in r.json()["results"]] == ["ok", "wrong", "no_answer", "invalid"]
+    statuses = [x["status"] for x in r.json()["results"]]
+    assert statuses == ["ok", "wrong", "no_answer", "format_error", "timeout", "sandbox_error", "invalid", "ok"]
 
 
 def test_concurrent_requests_each_get_their_own_answers(live_server: str) -> None:
