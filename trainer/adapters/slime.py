@@ -37,23 +37,29 @@ def _load_client() -> Any:
 
 
 _client_mod = _load_client()
-_clients: dict[int, Any] = {}
-_aclients: dict[int, Any] = {}
+_clients: dict[tuple[int, str, str | None], Any] = {}
+_aclients: dict[tuple[int, str, str | None, int], Any] = {}
 
 
 def _client() -> Any:
-    # One pooled client per process: verl's prime manager forks workers, which must not share sockets.
-    pid = os.getpid()
-    if pid not in _clients:
-        _clients[pid] = _client_mod.RefereeClient(_client_mod.ClientConfig.from_env())
-    return _clients[pid]
+    # One pooled client per process and service: verl's prime manager forks workers, which must not
+    # share sockets; REFEREE_URL / REFEREE_API_TOKEN are read on every call.
+    cfg = _client_mod.ClientConfig.from_env()
+    key = (os.getpid(), cfg.base_url, cfg.token)
+    if key not in _clients:
+        _clients[key] = _client_mod.RefereeClient(cfg)
+    return _clients[key]
 
 
 def _aclient() -> Any:
-    pid = os.getpid()
-    if pid not in _aclients:
-        _aclients[pid] = _client_mod.AsyncRefereeClient(_client_mod.ClientConfig.from_env())
-    return _aclients[pid]
+    # httpx.AsyncClient is bound to the event loop that first uses it: one per loop.
+    import asyncio
+
+    cfg = _client_mod.ClientConfig.from_env()
+    key = (os.getpid(), cfg.base_url, cfg.token, id(asyncio.get_running_loop()))
+    if key not in _aclients:
+        _aclients[key] = _client_mod.AsyncRefereeClient(cfg)
+    return _aclients[key]
 
 
 def _text(x: Any) -> str | None:

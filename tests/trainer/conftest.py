@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.trainer.fake_referee import FakeReferee
+
+
+@pytest.fixture(scope="module")
+def referee() -> Iterator[FakeReferee]:
+    with FakeReferee() as fake:
+        yield fake
+
+
+@pytest.fixture
+def referee_env(referee: FakeReferee, monkeypatch: pytest.MonkeyPatch) -> FakeReferee:
+    monkeypatch.setenv("REFEREE_URL", referee.url)
+    monkeypatch.setenv("REFEREE_API_TOKEN", "sekrit")
+    referee.app.state.seen.clear()
+    referee.app.state.fail.clear()
+    return referee
