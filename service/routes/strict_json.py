@@ -1,0 +1,32 @@
+"""A route class whose JSON bodies are parsed strictly: NaN/Infinity and invalid UTF-8 are 4xx.
+
+Python's ``json`` accepts ``NaN`` and decodes lone surrogates; a reward service must refuse both
+with a message, so request bodies go through orjson (RFC 8259 strict). FastAPI turns the
+``JSONDecodeError`` it raises into a 422 naming the position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+
+class StrictJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict_handler

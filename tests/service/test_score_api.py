@@ -1,0 +1,237 @@
+"""POST /score through TestClient: contract, statuses, limits, bad input, auth, backpressure, cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from tests.service.conftest import make_settings
+
+ECHO = "test_echo"
+
+
+def echo_item(i: int | str, completion: str, reference: str) -> dict[str, object]:
+    return {"id": i, "completion": completion, "verifier": ECHO, "reference": reference}
+
+
+def test_empty_batch_is_valid(client: TestClient) -> None:
+    r = client.post("/score", json={"items": []})
+    assert r.status_code == 200
+    assert r.json() == {"results": []}
+
+
+def test_statuses_order_and_length(client: TestClient) -> None:
+    items = [
+        echo_item("a", "42", "42"),  # ok
+        echo_item("b", "41", "42"),  # wrong
+        echo_item("c", "   ", "42"),  # no_answer
+        {"id": "d", "completion": "x", "verifier": "no_such_verifier"},  # invalid: unknown verifier
+        {"id": "e", "completion": "x"},  # invalid: nothing to score against
+        echo_item(7, "x", "x"),  # integer ids are echoed as integers
+    ]
+    r = client.post("/score", json={"items": items})
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [x["id"] for x in results] == ["a", "b", "c", "d", "e", 7]
+    assert [x["status"] for x in results] == ["ok", "wrong", "no_answer", "invalid", "invalid", "ok"]
+    assert results[0]["components"]["accuracy"] == 1.0
+    assert results[1]["components"]["accuracy"] == 0.0
+    assert results[0]["extracted"] == "42"
+    assert (
+        "no_such_verifier" in results[3]["details"]["error"]
+        and "valid names" in results[3]["details"]["error"]
+    )
+    assert "verifier" in results[4]["details"]["error"]
+    for x in results[3:5]:
+        assert x["reward"] == 0.0 and x["components"] == {"accuracy": None, "format": None, "language": None}
+    assert all(x["elapsed_ms"] >= 0 for x in results)
+
+
+def test_bad_options_make_only_that_item_invalid(client: TestClient) -> None:
+    items = [
+        {**echo_item(1, "a", "a"), "options": {ECHO: {"no_such_option": 1}}},
+        {**echo_item(2, "a", "a"), "options": {ECHO: {"case_sensitive": "yes"}}},
+        {**echo_item(3, "A", "a"), "options": {ECHO: {"case_sensitive": False}}},
+        {**echo_item(4, "a", "a"), "options": {"nonexistent": {}}},
+    ]
+    results = client.post("/score", json={"items": items}).json()["results"]
+    assert [x["status"] for x in results] == ["invalid", "invalid", "ok", "invalid"]
+    assert (
+        "no_such_option" in results[0]["details"]["error"]
+        and "case_sensitive" in results[0]["details"]["error"]
+    )
+    assert "boolean" in results[1]["details"]["error"]
+    assert "nonexistent" in results[3]["details"]["error"]
+
+
+def test_request_options_are_defaults_items_override(client: TestClient) -> None:
+    body = {
+        "items": [
+            echo_item(1, "A", "a"),
+            {**echo_item(2, "A", "a"), "options": {ECHO: {"case_sensitive": True}}},
+        ],
+        "options": {ECHO: {"case_sensitive": False}},
+    }
+    results = client.post("/score", json=body).json()["results"]
+    assert [x["status"] for x in results] == ["ok", "wrong"]
+
+
+def test_weights_request_level_and_per_item_override(client: TestClient) -> None:
+    body = {
+        "items": [echo_item(1, "x", "x"), {**echo_item(2, "x", "x"), "weights": {"accuracy": 0.25}}],
+        "weights": {"accuracy": 2.0},
+    }
+    results = client.post("/score", json=body).json()["results"]
+    fmt = results[0]["components"]["format"]
+    extra = 0.1 * fmt if fmt is not None else 0.0
+    assert results[0]["reward"] == pytest.approx(2.0 + extra)
+    assert results[1]["reward"] == pytest.approx(0.25 + extra)
+
+
+def test_too_long_completion_is_invalid_not_a_failed_batch() -> None:
+    with TestClient(create_app(make_settings(max_completion_chars=10, pool_size=1))) as c:
+        results = c.post(
+            "/score", json={"items": [echo_item(1, "x" * 11, "x"), echo_item(2, "x", "x")]}
+        ).json()
+    assert [x["status"] for x in results["results"]] == ["invalid", "ok"]
+    assert "REFEREE_MAX_COMPLETION_CHARS" in results["results"][0]["details"]["error"]
+
+
+def test_pathological_item_times_out_while_the_rest_is_scored() -> None:
+    with TestClient(create_app(make_settings(item_timeout_s=1.0))) as c:
+        items = [{"id": "slow", "completion": "x", "verifier": "test_sleep", "reference": "x"}]
+        items += [echo_item(i, str(i), str(i)) for i in range(30)]
+        r = c.post("/score", json={"items": items})
+        assert r.status_code == 200
+        results = r.json()["results"]
+        assert results[0]["status"] == "timeout" and results[0]["reward"] == 0.0
+        assert "killed" in results[0]["details"]["accuracy"]["error"]
+        assert all(x["status"] == "ok" for x in results[1:])
+        # The service keeps serving after the kill.
+        again = c.post("/score", json={"items": [echo_item("z", "1", "1")]}).json()["results"]
+        assert again[0]["status"] == "ok"
+        metrics = c.get("/metrics").text
+        assert 'referee_items_total{status="timeout",verifier="test_sleep"} 1.0' in metrics
+        assert "referee_pool_worker_restarts 1.0" in metrics
+
+
+def test_thousand_item_batch(client: TestClient) -> None:
+    items = [echo_item(i, str(i % 7), str(i % 5)) for i in range(1000)]
+    results = client.post("/score", json={"items": items}).json()["results"]
+    assert len(results) == 1000
+    assert [x["id"] for x in results] == list(range(1000))
+    for i, x in enumerate(results):
+        assert x["status"] == ("ok" if i % 7 == i % 5 else "wrong"), i
+
+
+def test_repeated_items_come_from_the_cache(client: TestClient) -> None:
+    body = {"items": [echo_item("c1", "cache-me", "cache-me")]}
+    first = client.post("/score", json=body).json()["results"][0]
+    second = client.post("/score", json=body).json()["results"][0]
+    assert first["cached"] is False and second["cached"] is True
+    assert {k: v for k, v in first.items() if k not in ("cached", "elapsed_ms")} == {
+        k: v for k, v in second.items() if k not in ("cached", "elapsed_ms")
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b'{"items": [', "JSON decode error"),  # truncated JSON
+        (b'{"items": [{"id": 1, "completion": "x", "answer": NaN}]}', "JSON decode error"),  # NaN is not JSON
+        (b'{"items": [{"id": 1, "completion": "x", "answer": Infinity}]}', "JSON decode error"),
+        (
+            b'{"items": [{"id": 1, "completion": "\xff\xfe", "answer": "1"}]}',
+            "JSON decode error",
+        ),  # bad UTF-8
+        (b'{"items": {"id": 1}}', "items"),  # wrong type
+        (b'{"items": [{"id": 1, "answer": "1"}]}', "completion"),  # missing field
+        (b'{"items": [{"id": 1, "completion": 5}]}', "completion"),  # wrong type
+        (b'{"items": [], "weights": {"accuracy": "heavy"}}', "accuracy"),
+        (b'{"items": [], "wieghts": {}}', "wieghts"),  # typo'd field is refused, not ignored
+        (b"[]", "body"),
+        (b"", "body"),
+    ],
+)
+def test_malformed_bodies_are_4xx_naming_the_problem(client: TestClient, body: bytes, fragment: str) -> None:
+    r = client.post("/score", content=body, headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text
+    assert fragment in r.text
+
+
+def test_item_and_body_limits() -> None:
+    with TestClient(create_app(make_settings(max_items=3, max_body_bytes=2048, pool_size=1))) as c:
+        r = c.post("/score", json={"items": [echo_item(i, "x", "x") for i in range(4)]})
+        assert r.status_code == 413 and "REFEREE_MAX_ITEMS" in r.json()["detail"]
+        r = c.post("/score", json={"items": [echo_item(1, "x" * 5000, "x")]})
+        assert r.status_code == 413 and "REFEREE_MAX_BODY_BYTES" in r.json()["detail"]
+
+        def chunks():  # no Content-Length: the limit is enforced while reading
+            yield b'{"items": [{"id": 1, "completion": "'
+            for _ in range(10):
+                yield b"y" * 500
+            yield b'", "verifier": "test_echo", "reference": "y"}]}'
+
+        r = c.post("/score", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+
+
+def test_backpressure_answers_429_with_retry_after() -> None:
+    with TestClient(create_app(make_settings(max_queue=5, pool_size=1))) as c:
+        r = c.post("/score", json={"items": [echo_item(i, "q", "q") for i in range(6)]})
+        assert r.status_code == 429
+        assert r.headers["retry-after"] == "1"
+        assert "queue is full" in r.json()["detail"]
+        assert c.post("/score", json={"items": [echo_item(i, "q", "q") for i in range(5)]}).status_code == 200
+
+
+def test_auth_required_everywhere_but_health() -> None:
+    with TestClient(create_app(make_settings(api_token="s3cret", pool_size=1))) as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/readyz").status_code == 200
+        for method, path in (
+            ("post", "/score"),
+            ("get", "/metrics"),
+            ("get", "/docs"),
+            ("get", "/openapi.json"),
+        ):
+            kwargs = {"json": {"items": []}} if method == "post" else {}
+            assert getattr(c, method)(path, **kwargs).status_code == 401, path
+            bad = getattr(c, method)(path, headers={"Authorization": "Bearer wrong"}, **kwargs)
+            assert bad.status_code == 401
+            good = getattr(c, method)(path, headers={"Authorization": "Bearer s3cret"}, **kwargs)
+            assert good.status_code == 200, path
+
+
+def test_auth_off_by_default(client: TestClient) -> None:
+    assert client.post("/score", json={"items": []}).status_code == 200
+
+
+def test_readyz_and_metrics(client: TestClient) -> None:
+    ready = client.get("/readyz").json()
+    assert ready["ready"] is True and ready["pool_workers"] >= 1 and ECHO in ready["verifiers"]
+    client.post("/score", json={"items": [echo_item("m", "1", "1")]})
+    text = client.get("/metrics").text
+    assert 'referee_items_total{status="ok",verifier="test_echo"}' in text
+    assert "referee_item_seconds_bucket" in text
+    assert "referee_pool_queue_depth" in text
+    assert 'referee_requests_total{code="200",route="/score"}' in text
+
+
+def test_verifiers_listing(client: TestClient) -> None:
+    listing = {v["name"]: v for v in client.get("/verifiers").json()}
+    assert listing[ECHO]["component"] == "accuracy"
+    assert "case_sensitive" in listing[ECHO]["options"]
+
+
+def test_openapi_documents_every_model(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for name in ("ScoreRequest", "ScoreItem", "ItemResult", "Weights"):
+        assert name in schemas
+        for field, prop in schemas[name]["properties"].items():
+            assert prop.get("description") or "$ref" in json.dumps(prop), f"{name}.{field} has no description"
+    assert schemas["ScoreRequest"].get("examples")
