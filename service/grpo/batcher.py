@@ -1,0 +1,163 @@
+"""Coalesce concurrent loss requests (several trainer ranks) into one device batch.
+
+Requests arriving within `window_s` of the first pending one are flushed together on one worker thread
+(device work is serialised). On CUDA the batch's tensors go to the device in one host-to-device copy per
+field and the gradients come back in one copy; each request is then evaluated on its own row segment with
+exactly the kernels it would get alone, so results are bit-identical to unbatched calls (reductions never
+mix requests: their normalisers differ per request anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from service.grpo.config import LossConfig
+from service.grpo.losses import LossOutput, compute_loss
+
+
+@dataclass
+class LossJob:
+    """One `/grpo/loss` request's tensors (host) and config."""
+
+    logp: torch.Tensor
+    old_logp: torch.Tensor | None
+    ref_logp: torch.Tensor | None
+    advantages: torch.Tensor
+    mask: torch.Tensor
+    config: LossConfig
+
+
+@dataclass
+class BatcherStats:
+    requests: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+
+
+def _key(job: LossJob) -> tuple:
+    def sig(t: torch.Tensor | None) -> tuple:
+        return () if t is None else (t.dtype, tuple(t.shape[1:]))
+
+    return (sig(job.logp), sig(job.old_logp), sig(job.ref_logp), sig(job.advantages), sig(job.mask))
+
+
+def run_batch(jobs: list[LossJob], device: torch.device, *, coalesce: bool | None = None) -> list[LossOutput]:
+    """Evaluate jobs as one device batch; results are on the CPU, each equal to `compute_loss` alone.
+
+    Args:
+        jobs: the requests.
+        device: compute device.
+        coalesce: concatenate same-shaped jobs into one transfer (default: only on CUDA, where it saves
+            copies; on CPU there is no transfer to save).
+    """
+    coalesce = device.type == "cuda" if coalesce is None else coalesce
+    out: list[LossOutput | None] = [None] * len(jobs)
+    groups: dict[tuple, list[int]] = {}
+    for i, j in enumerate(jobs):
+        groups.setdefault(_key(j) if coalesce else (i,), []).append(i)
+    for idxs in groups.values():
+        members = [jobs[i] for i in idxs]
+        rows = [j.logp.shape[0] for j in members]
+        pin = device.type == "cuda"
+
+        def cat(
+            name: str, members: list[LossJob] = members, pin: bool = pin, rows: list[int] = rows
+        ) -> list[torch.Tensor | None]:
+            ts = [getattr(j, name) for j in members]
+            if ts[0] is None:
+                return [None] * len(ts)
+            if len(ts) == 1:
+                return [ts[0].to(device)]
+            host = torch.cat(ts, 0)
+            dev = (host.pin_memory() if pin else host).to(device, non_blocking=pin)
+            return list(torch.split(dev, rows, 0))
+
+        fields = {n: cat(n) for n in ("logp", "old_logp", "ref_logp", "advantages", "mask")}
+        results = []
+        for k, j in enumerate(members):
+            results.append(
+                compute_loss(
+                    fields["logp"][k],  # type: ignore[arg-type]
+                    fields["old_logp"][k],
+                    fields["ref_logp"][k],
+                    fields["advantages"][k],  # type: ignore[arg-type]
+                    fields["mask"][k],  # type: ignore[arg-type]
+                    j.config,
+                    device=device,
+                )
+            )
+        grads = torch.cat([r.grad for r in results], 0).cpu() if len(results) > 1 else results[0].grad.cpu()
+        for k, (i, r) in enumerate(zip(idxs, results, strict=True)):
+            g = grads[sum(rows[:k]) : sum(rows[: k + 1])] if len(results) > 1 else grads
+            out[i] = LossOutput(loss=r.loss.cpu(), grad=g, metrics=r.metrics)
+    return out  # type: ignore[return-value]
+
+
+@dataclass
+class LossBatcher:
+    """Async front of `run_batch`: `await batcher.submit(job)` from request handlers."""
+
+    device: torch.device
+    window_s: float = 0.002
+    coalesce: bool | None = None
+    stats: BatcherStats = field(default_factory=BatcherStats)
+
+    def __post_init__(self) -> None:
+        self._pending: list[tuple[LossJob, asyncio.Future[LossOutput]]] = []
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grpo-device")
+
+    async def submit(self, job: LossJob) -> LossOutput:
+        """Queue a job; resolves when its batch has run."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[LossOutput] = loop.create_future()
+        with self._lock:
+            self._pending.append((job, fut))
+            first = len(self._pending) == 1
+        if first:
+            loop.call_later(self.window_s, self._flush, loop)
+        return await fut
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        self.stats.requests += len(batch)
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+
+        def work() -> None:
+            try:
+                results = run_batch([j for j, _ in batch], self.device, coalesce=self.coalesce)
+            except Exception as e:  # deliver the error to every waiter instead of hanging them
+                for _, f in batch:
+                    loop.call_soon_threadsafe(_set_exc, f, e)
+                return
+            for (_, f), r in zip(batch, results, strict=True):
+                loop.call_soon_threadsafe(_set_result, f, r)
+
+        self._executor.submit(work)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _set_result(f: asyncio.Future[LossOutput], r: LossOutput) -> None:
+    if not f.done():
+        f.set_result(r)
+
+
+def _set_exc(f: asyncio.Future[LossOutput], e: Exception) -> None:
+    if not f.done():
+        f.set_exception(e)
+
+
+def default_device() -> torch.device:
+    """cuda when available, else cpu."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

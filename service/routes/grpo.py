@@ -1,0 +1,305 @@
+"""`POST /grpo/advantages` and `POST /grpo/loss`: thin HTTP edges over `service.grpo`.
+
+Both accept JSON. `/grpo/loss` also accepts a binary body, `Content-Type: application/vnd.safetensors`: the
+tensors `logp`, `old_logp`?, `ref_logp`?, `advantages`, `mask`? and the scalar options as a JSON object in
+the safetensors metadata key `options` (or the `X-Grpo-Options` header). A binary request gets a binary
+response: tensor `grad_logprobs` and metadata `loss` and `metrics` (JSON). See docs/grpo.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal
+
+import torch
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from service.grpo.advantages import GrpoInputError, compute_advantages
+from service.grpo.batcher import LossBatcher, LossJob, default_device
+from service.grpo.config import (
+    GrpoConfigError,
+    TrlAdvantageConfig,
+    TrlLossConfig,
+    VerlAdvantageConfig,
+    VerlLossConfig,
+)
+from service.grpo.losses import prepare_inputs
+from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, WireError, decode, encode
+
+router = APIRouter(tags=["grpo"])
+
+_VERL_ADV = {"adv_estimator", "norm_adv_by_std_in_grpo", "gamma"}
+_TRL_ADV = {"scale_rewards"}
+_VERL_LOSS = set(VerlLossConfig.__dataclass_fields__)
+_TRL_LOSS = set(TrlLossConfig.__dataclass_fields__)
+
+
+class ScoredItem(BaseModel):
+    """One entry of a `/score` response's `results` (only `reward` is used; the rest is ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    reward: float | None = Field(None, description="The item's combined reward; null = unscorable (NaN).")
+
+
+class AdvantagesRequest(BaseModel):
+    """Rewards (or a `/score` response's results) plus groups and estimator options."""
+
+    flavor: Literal["verl", "trl"] = Field("verl", description="Whose conventions to follow (GRPO.md §4).")
+    rewards: list[float | None] | None = Field(
+        None, description="One outcome reward per completion; null = NaN."
+    )
+    results: list[ScoredItem] | None = Field(None, description="A `/score` response's `results` list.")
+    group_ids: list[str | int] | None = Field(
+        None, description="Group (prompt uid) of each completion, any order."
+    )
+    group_size: int | None = Field(
+        None, ge=1, description="Contiguous groups of this size (TRL num_generations)."
+    )
+    lengths: list[int] | None = Field(
+        None, description="Response lengths (opo, reinforce_plus_plus(_baseline))."
+    )
+    reward_baselines: list[float] | None = Field(None, description="Greedy-rollout rewards (remax).")
+    adv_estimator: str | None = Field(None, description="verl algorithm.adv_estimator", examples=["grpo"])
+    norm_adv_by_std_in_grpo: bool | None = Field(None, description="verl: divide by the group std.")
+    gamma: float | None = Field(None, description="verl: discount for reinforce_plus_plus.")
+    scale_rewards: Literal["group", "batch", "none"] | bool | None = Field(
+        None, description="TRL scale_rewards."
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"flavor": "verl", "rewards": [1, 0, 1, 1], "group_size": 4}]},
+    )
+
+
+class AdvantagesResponse(BaseModel):
+    advantages: list[float] | None = Field(None, description="One advantage per completion.")
+    token_advantages: list[list[float]] | None = Field(
+        None, description="reinforce_plus_plus: per token, row i has lengths[i] values."
+    )
+
+
+class LossOptions(BaseModel):
+    """Scalar options of `/grpo/loss`: verl and TRL names exactly as their configs spell them."""
+
+    model_config = ConfigDict(extra="forbid")
+    flavor: Literal["verl", "trl"] = Field("verl", description="Whose loss to compute.")
+    # verl
+    loss_mode: str | None = Field(None, description="verl policy_loss.loss_mode", examples=["vanilla"])
+    clip_ratio: float | None = None
+    clip_ratio_low: float | None = None
+    clip_ratio_high: float | None = None
+    clip_ratio_c: float | None = None
+    loss_agg_mode: str | None = Field(None, examples=["token-mean"])
+    loss_scale_factor: float | None = None
+    use_kl_loss: bool | None = None
+    kl_loss_coef: float | None = None
+    kl_loss_type: str | None = Field(None, examples=["low_var_kl"])
+    clip_cov_ratio: float | None = None
+    clip_cov_lb: float | None = None
+    clip_cov_ub: float | None = None
+    kl_cov_ratio: float | None = None
+    ppo_kl_coef: float | None = None
+    tau_pos: float | None = None
+    tau_neg: float | None = None
+    seed: int | None = None
+    # TRL
+    loss_type: str | None = Field(None, description="TRL loss_type", examples=["dapo"])
+    epsilon: float | None = None
+    epsilon_high: float | None = None
+    delta: float | None = None
+    beta: float | None = None
+    importance_sampling_level: Literal["token", "sequence"] | None = None
+    use_bias_correction_kl: bool | None = None
+    max_completion_length: int | None = None
+    sapo_temperature_pos: float | None = None
+    sapo_temperature_neg: float | None = None
+
+
+class LossRequest(LossOptions):
+    """JSON form (small batches). Large ones: use the safetensors body."""
+
+    logp: list[list[float]] = Field(..., description="(B, T) policy log-probs of the sampled tokens.")
+    old_logp: list[list[float]] | None = Field(
+        None, description="(B, T) old-policy log-probs; null = on-policy."
+    )
+    ref_logp: list[list[float]] | None = Field(None, description="(B, T) reference log-probs (KL term).")
+    advantages: list[float] | list[list[float]] = Field(
+        ..., description="(B,) per sequence or (B, T) per token."
+    )
+    mask: list[list[int]] | None = Field(None, description="(B, T) response mask of 0/1; null = all ones.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "flavor": "trl",
+                    "loss_type": "grpo",
+                    "beta": 0.04,
+                    "logp": [[-1.0, -0.5, -2.0]],
+                    "old_logp": [[-1.1, -0.4, -2.0]],
+                    "ref_logp": [[-1.0, -0.7, -1.5]],
+                    "advantages": [0.5],
+                    "mask": [[1, 1, 0]],
+                }
+            ]
+        },
+    )
+
+
+class LossResponse(BaseModel):
+    loss: float | None = Field(
+        ..., description="Loss value (null if not finite, e.g. verl token-mean of nothing)."
+    )
+    metrics: dict[str, float | None] = Field(..., description="Peer-named metrics.")
+    grad_logprobs: list[list[float]] = Field(..., description="d loss / d logp, 0 on masked tokens.")
+
+
+def _other_flavor_fields(flavor: str, given: set[str], verl: set[str], trl: set[str]) -> set[str]:
+    mine, other = (verl, trl) if flavor == "verl" else (trl, verl)
+    return (given & other) - mine
+
+
+def _config_from(opts: LossOptions) -> VerlLossConfig | TrlLossConfig:
+    given = {k for k in opts.model_fields_set if getattr(opts, k) is not None} - {"flavor"}
+    given &= _VERL_LOSS | _TRL_LOSS
+    wrong = _other_flavor_fields(opts.flavor, given, _VERL_LOSS, _TRL_LOSS)
+    if wrong:
+        raise HTTPException(422, f"options {sorted(wrong)} do not belong to flavor {opts.flavor!r}")
+    kwargs = {k: getattr(opts, k) for k in given}
+    try:
+        return VerlLossConfig(**kwargs) if opts.flavor == "verl" else TrlLossConfig(**kwargs)
+    except GrpoConfigError as e:
+        raise HTTPException(422, str(e)) from e
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def get_batcher(request: Request) -> LossBatcher:
+    """The app's loss batcher (created on first use; `app.state.grpo_batcher` may be preset)."""
+    b = getattr(request.app.state, "grpo_batcher", None)
+    if b is None:
+        b = LossBatcher(device=default_device())
+        request.app.state.grpo_batcher = b
+    return b
+
+
+@router.post("/grpo/advantages", response_model=AdvantagesResponse, response_model_exclude_none=True)
+def grpo_advantages(req: AdvantagesRequest) -> AdvantagesResponse:
+    """Group-relative advantages (verl estimators or TRL scale_rewards) from rewards or `/score` results."""
+    if (req.rewards is None) == (req.results is None):
+        raise HTTPException(422, "give exactly one of rewards or results")
+    raw = req.rewards if req.rewards is not None else [r.reward for r in req.results or []]
+    rewards = torch.tensor([math.nan if r is None else float(r) for r in raw], dtype=torch.float64)
+    given = {k for k in req.model_fields_set if getattr(req, k) is not None}
+    wrong = _other_flavor_fields(req.flavor, given, _VERL_ADV, _TRL_ADV)
+    if wrong:
+        raise HTTPException(422, f"options {sorted(wrong)} do not belong to flavor {req.flavor!r}")
+    try:
+        if req.flavor == "verl":
+            cfg: VerlAdvantageConfig | TrlAdvantageConfig = VerlAdvantageConfig(
+                **{k: getattr(req, k) for k in _VERL_ADV & given}
+            )
+        else:
+            sr = req.scale_rewards
+            sr = "group" if sr is True else "none" if sr is False else sr
+            cfg = TrlAdvantageConfig(**({"scale_rewards": sr} if sr is not None else {}))
+        adv = compute_advantages(
+            rewards,
+            cfg,
+            group_ids=req.group_ids,
+            group_size=req.group_size,
+            lengths=torch.tensor(req.lengths) if req.lengths is not None else None,
+            reward_baselines=torch.tensor(req.reward_baselines) if req.reward_baselines is not None else None,
+        )
+    except (GrpoConfigError, GrpoInputError) as e:
+        raise HTTPException(422, str(e)) from e
+    if adv.dim() == 2:
+        lengths = req.lengths or []
+        return AdvantagesResponse(
+            token_advantages=[adv[i, : lengths[i]].tolist() for i in range(adv.shape[0])]
+        )
+    return AdvantagesResponse(advantages=adv.tolist())
+
+
+def _tensor(x: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
+    try:
+        return torch.tensor(x, dtype=dtype)
+    except (ValueError, TypeError) as e:
+        raise HTTPException(422, f"{name} is not a rectangular numeric array: {e}") from e
+
+
+@router.post(
+    "/grpo/loss",
+    response_model=LossResponse,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                SAFETENSORS_MEDIA_TYPE: {
+                    "schema": {"type": "string", "format": "binary"},
+                    "description": "safetensors with logp, old_logp?, ref_logp?, advantages, mask?; "
+                    "options JSON in metadata key `options` or header X-Grpo-Options",
+                }
+            }
+        }
+    },
+)
+async def grpo_loss(request: Request) -> Any:
+    """Loss, peer metrics and d loss / d logp per token (`logp.backward(grad_logprobs)`)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    binary = ctype == SAFETENSORS_MEDIA_TYPE
+    body = await request.body()
+    if binary:
+        try:
+            tensors, meta = decode(body)
+        except WireError as e:
+            raise HTTPException(400, str(e)) from e
+        raw_opts = meta.get("options") or request.headers.get("x-grpo-options") or "{}"
+        try:
+            opts = LossOptions.model_validate(json.loads(raw_opts))
+        except (ValueError, ValidationError) as e:
+            raise HTTPException(422, f"invalid options: {e}") from e
+        unknown = set(tensors) - {"logp", "old_logp", "ref_logp", "advantages", "mask"}
+        if unknown or "logp" not in tensors or "advantages" not in tensors:
+            raise HTTPException(
+                422,
+                f"tensors must be logp, advantages and optional old_logp, ref_logp, mask; got {sorted(tensors)}",
+            )
+        logp = tensors["logp"]
+        old, ref, adv = tensors.get("old_logp"), tensors.get("ref_logp"), tensors["advantages"]
+        mask = tensors.get("mask")
+    else:
+        try:
+            req = LossRequest.model_validate_json(body)
+        except ValidationError as e:
+            raise HTTPException(422, json.loads(e.json(include_url=False))) from e
+        opts = req
+        logp = _tensor(req.logp, "logp", torch.float64)
+        old = _tensor(req.old_logp, "old_logp", torch.float64) if req.old_logp is not None else None
+        ref = _tensor(req.ref_logp, "ref_logp", torch.float64) if req.ref_logp is not None else None
+        adv = _tensor(req.advantages, "advantages", torch.float64)
+        mask = _tensor(req.mask, "mask", torch.int64) if req.mask is not None else None
+    cfg = _config_from(opts)
+    if mask is None:
+        mask = torch.ones(logp.shape, dtype=torch.bool)
+    try:
+        prepare_inputs(logp, old, ref, adv, mask, "cpu")  # shape checks before queueing
+        if isinstance(cfg, VerlLossConfig) and cfg.use_kl_loss and ref is None:
+            raise GrpoInputError("use_kl_loss needs ref_logp")
+        if isinstance(cfg, TrlLossConfig) and cfg.beta != 0.0 and ref is None:
+            raise GrpoInputError("beta != 0 needs ref_logp")
+    except GrpoInputError as e:
+        raise HTTPException(422, str(e)) from e
+    out = await get_batcher(request).submit(LossJob(logp, old, ref, adv, mask, cfg))
+    loss = _finite(float(out.loss))
+    metrics = {k: _finite(v) for k, v in out.metrics.items()}
+    if binary:
+        data = encode({"grad_logprobs": out.grad}, {"loss": loss, "metrics": metrics})
+        return Response(content=data, media_type=SAFETENSORS_MEDIA_TYPE)
+    return LossResponse(loss=loss, metrics=metrics, grad_logprobs=out.grad.tolist())
