@@ -386,8 +386,9 @@ class LossResult:
 
 
 def encode_loss_request(tensors: Mapping[str, Any], options: Mapping[str, Any]) -> bytes:
-    """Pack tensors (``logprobs``, ``old_logprobs``, ``ref_logprobs``, ``advantages``, ``mask``) as
-    safetensors; the JSON options ride in the header metadata under ``"options"``.
+    """Pack tensors (``logp``, ``old_logp``, ``ref_logp``, ``advantages``, ``mask``) as safetensors;
+    the JSON options ride in the header metadata under ``"options"`` (the service's wire format,
+    ``service/grpo/wire.py``).
     """
     from safetensors.torch import save
 
@@ -396,7 +397,9 @@ def encode_loss_request(tensors: Mapping[str, Any], options: Mapping[str, Any]) 
 
 
 def decode_loss_response(content: bytes, content_type: str) -> LossResult:
-    """Read a loss answer: safetensors (``grad_logprobs`` + metadata ``loss``/``metrics``) or JSON."""
+    """Read a loss answer: safetensors (tensor ``grad_logprobs``; metadata ``loss`` and ``metrics`` as
+    JSON, ``null`` for a non-finite value) or the JSON form.
+    """
     if content_type.startswith(SAFETENSORS_MEDIA_TYPE):
         import struct
 
@@ -406,8 +409,12 @@ def decode_loss_response(content: bytes, content_type: str) -> LossResult:
         meta = json.loads(content[8 : 8 + n]).get("__metadata__", {}) or {}
         tensors = load(content)
         metrics = json.loads(meta.get("metrics", "{}"))
-        return LossResult(float(meta["loss"]), metrics, tensors["grad_logprobs"])
+        return LossResult(_num(json.loads(meta["loss"])), metrics, tensors["grad_logprobs"])
     import torch
 
     data = json.loads(content)
-    return LossResult(float(data["loss"]), data.get("metrics", {}), torch.tensor(data["grad_logprobs"]))
+    return LossResult(_num(data["loss"]), data.get("metrics", {}), torch.tensor(data["grad_logprobs"]))
+
+
+def _num(x: Any) -> float:
+    return float("nan") if x is None else float(x)

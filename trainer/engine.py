@@ -1,21 +1,22 @@
 """Where the GRPO maths runs for the trainer worker: over HTTP (``POST /grpo/advantages`` and
-``POST /grpo/loss``, binary body) or in process.
+``POST /grpo/loss`` with a safetensors body) or in process (``service.grpo``, the same library the
+service runs).
 
-Both engines answer the same two questions, so the training loop does not care which it uses:
+Every engine answers the same two questions, so the training loop does not care which it uses:
 
 * ``advantages(rewards, group_size)`` → one advantage per completion;
 * ``loss(logp, old, ref, advantages, mask)`` → (loss, d loss / d logp per token, metrics); the loop
   then calls ``logp.backward(grad)``.
 
-``LocalEngine`` is a small autograd implementation of TRL's ``grpo`` objective (per-sequence token
-mean, then batch mean; k3 KL), used when neither the service nor ``service.grpo`` is at hand and as a
-reference in tests.
+``LocalEngine`` is a small autograd version of TRL's ``grpo`` objective without the KL bias
+correction, for environments that have neither the service nor its ``service.grpo`` package.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -23,16 +24,26 @@ import torch
 
 @dataclass(frozen=True)
 class GRPOOptions:
-    """Loss options, named as TRL's ``GRPOConfig`` names them."""
+    """TRL ``GRPOConfig`` names (the engines use the ``trl`` flavor)."""
 
     loss_type: str = "grpo"
     beta: float = 0.01
     epsilon: float = 0.2
     epsilon_high: float | None = None
     scale_rewards: str = "group"
+    use_bias_correction_kl: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+    def loss_options(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "flavor": "trl",
+            "loss_type": self.loss_type,
+            "beta": self.beta,
+            "epsilon": self.epsilon,
+            "use_bias_correction_kl": self.use_bias_correction_kl,
+        }
+        if self.epsilon_high is not None:
+            out["epsilon_high"] = self.epsilon_high
+        return out
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,71 @@ class Engine(Protocol):
         advantages: torch.Tensor,
         mask: torch.Tensor,
     ) -> LossOutput: ...
+
+
+def _clean(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: (math.nan if v is None else float(v)) for k, v in metrics.items()}
+
+
+class InProcessEngine:
+    """``service.grpo`` called directly (same numbers as the service, no HTTP)."""
+
+    def __init__(self, options: GRPOOptions | None = None) -> None:
+        from service import grpo
+
+        self.grpo = grpo
+        self.options = options or GRPOOptions()
+        opts = self.options.loss_options()
+        opts.pop("flavor")
+        self.loss_config = grpo.TrlLossConfig(**opts)
+        self.adv_config = grpo.TrlAdvantageConfig(scale_rewards=self.options.scale_rewards)
+
+    def advantages(self, rewards: Sequence[float], group_size: int) -> torch.Tensor:
+        r = torch.tensor([float(x) for x in rewards], dtype=torch.float64)
+        return self.grpo.compute_advantages(r, self.adv_config, group_size=group_size)
+
+    def loss(self, logp, old, ref, advantages, mask) -> LossOutput:  # type: ignore[no-untyped-def]
+        out = self.grpo.compute_loss(
+            logp.detach(),
+            old.detach(),
+            None if ref is None else ref.detach(),
+            advantages.detach(),
+            mask,
+            self.loss_config,
+        )
+        grad = out.grad.to(device=logp.device, dtype=logp.dtype)
+        return LossOutput(float(out.loss), grad, _clean(out.metrics))
+
+
+class HttpEngine:
+    """``POST /grpo/advantages`` (JSON) and ``POST /grpo/loss`` (safetensors) on a Referee service."""
+
+    def __init__(self, client: Any, options: GRPOOptions | None = None) -> None:
+        self.client = client
+        self.options = options or GRPOOptions()
+
+    def advantages(self, rewards: Sequence[float], group_size: int) -> torch.Tensor:
+        out = self.client.grpo_advantages(
+            {
+                "flavor": "trl",
+                "rewards": [float(r) for r in rewards],
+                "group_size": group_size,
+                "scale_rewards": self.options.scale_rewards,
+            }
+        )
+        return torch.tensor(out["advantages"], dtype=torch.float64)
+
+    def loss(self, logp, old, ref, advantages, mask) -> LossOutput:  # type: ignore[no-untyped-def]
+        tensors: dict[str, torch.Tensor | None] = {
+            "logp": logp.detach().float(),
+            "old_logp": old.detach().float(),
+            "ref_logp": None if ref is None else ref.detach().float(),
+            "advantages": advantages.detach().float(),
+            "mask": mask.to(torch.bool),
+        }
+        res = self.client.grpo_loss(tensors, self.options.loss_options())
+        grad = res.grad_logprobs.to(device=logp.device, dtype=logp.dtype)
+        return LossOutput(res.loss, grad, _clean(res.metrics))
 
 
 def group_advantages(
@@ -77,7 +153,7 @@ def reference_loss(
     mask: torch.Tensor,
     opts: GRPOOptions,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """TRL's ``grpo`` loss with autograd (token-level ratio, clipped surrogate, k3 KL)."""
+    """TRL's ``grpo``/``bnpo`` loss with autograd (token ratio, clipped surrogate, k3 KL)."""
     m = mask.to(logp.dtype)
     ratio = torch.exp(logp - old)
     eps_high = opts.epsilon_high if opts.epsilon_high is not None else opts.epsilon
@@ -108,7 +184,7 @@ def reference_loss(
 
 
 class LocalEngine:
-    """In-process autograd reference (no service, no ``service.grpo`` needed)."""
+    """Autograd fallback (no service, no ``service.grpo``)."""
 
     def __init__(self, options: GRPOOptions | None = None) -> None:
         self.options = options or GRPOOptions()
@@ -132,34 +208,9 @@ class LocalEngine:
         return LossOutput(float(loss.detach()), grad, metrics)
 
 
-class HttpEngine:
-    """``POST /grpo/advantages`` (JSON) and ``POST /grpo/loss`` (safetensors body) on a Referee service."""
-
-    def __init__(self, client: Any, options: GRPOOptions | None = None, flavor: str = "trl") -> None:
-        self.client = client
-        self.options = options or GRPOOptions()
-        self.flavor = flavor
-
-    def advantages(self, rewards: Sequence[float], group_size: int) -> torch.Tensor:
-        out = self.client.grpo_advantages(
-            {
-                "flavor": self.flavor,
-                "rewards": [float(r) for r in rewards],
-                "group_size": group_size,
-                "scale_rewards": self.options.scale_rewards,
-            }
-        )
-        return torch.tensor(out["advantages"], dtype=torch.float64)
-
-    def loss(self, logp, old, ref, advantages, mask) -> LossOutput:  # type: ignore[no-untyped-def]
-        tensors: dict[str, torch.Tensor | None] = {
-            "logprobs": logp.detach().float(),
-            "old_logprobs": old.detach().float(),
-            "ref_logprobs": None if ref is None else ref.detach().float(),
-            "advantages": advantages.detach().float(),
-            "mask": mask.to(torch.uint8),
-        }
-        opts: Mapping[str, Any] = {"flavor": self.flavor, **self.options.as_dict()}
-        res = self.client.grpo_loss(tensors, opts)
-        grad = res.grad_logprobs.to(device=logp.device, dtype=logp.dtype)
-        return LossOutput(res.loss, grad * mask.to(grad.dtype), {k: float(v) for k, v in res.metrics.items()})
+def default_engine(options: GRPOOptions | None = None) -> Engine:
+    """``service.grpo`` in process when it is importable, else the autograd fallback."""
+    try:
+        return InProcessEngine(options)
+    except ImportError:
+        return LocalEngine(options)

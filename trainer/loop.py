@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch.nn import functional as F
 
-from trainer.engine import Engine, GRPOOptions, LocalEngine
+from trainer.engine import Engine, GRPOOptions, default_engine
 from trainer.toy import ArithmeticTask, CharTokenizer, Problem, TinyCausalLM, toy_judgement
 
 log = logging.getLogger("referee.trainer")
@@ -274,7 +274,7 @@ def train(
     Args:
         cfg: the run's hyper-parameters.
         scorer: how completions are judged (default: ``POST /score`` at ``REFEREE_URL``).
-        engine: where the GRPO maths runs (default: ``LocalEngine``).
+        engine: where the GRPO maths runs (default: ``service.grpo`` in process, else ``LocalEngine``).
         on_step: called with every step's log line.
 
     Returns:
@@ -287,7 +287,7 @@ def train(
         from trainer.client import RefereeClient
 
         scorer = HttpScorer(RefereeClient(), weights={"accuracy": 1.0, "format": 0.5})
-    engine = engine or LocalEngine(cfg.options)
+    engine = engine or default_engine(cfg.options)
     policy: Any = HFPolicy(cfg.model_path, device, dtype) if cfg.model_path else ToyPolicy(cfg, device)
     ref_policy = None
     if cfg.options.beta != 0.0:

@@ -6,8 +6,8 @@
   ``{"prompt", "response", "label"}`` → a bare number, or ``{"score", ...}`` with ``?format=dict``.
 
 The translations request → ``/score`` items and results → peer response are pure functions below;
-the routes hand the items to the app's own ``POST /score`` so that scoring, caching, limits and
-metrics are exactly those of the native route.
+the routes hand the items to the app's ``Scorer`` (``request.app.state.scorer``, the code path of
+``POST /score``) so that scoring, caching, limits and metrics are those of the native route.
 """
 
 from __future__ import annotations
@@ -157,18 +157,40 @@ def slime_response(result: Mapping[str, Any], as_dict: bool) -> float | dict[str
 
 
 async def _score(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Score through the app's own ``POST /score`` (in process, over ASGI: no socket)."""
+    """Score with the app's ``Scorer`` (the ``/score`` code path); apps without one (tests, custom
+    apps) go through their own ``POST /score`` over ASGI instead.
+    """
     if not items:
         return []
-    headers = {}
-    if "authorization" in request.headers:
-        headers["authorization"] = request.headers["authorization"]
-    transport = httpx.ASGITransport(app=request.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://referee.internal") as client:
-        resp = await client.post("/score", json={"items": items}, headers=headers, timeout=None)
-    if resp.status_code != 200:
-        raise HTTPException(status_code=resp.status_code, detail=resp.json().get("detail", resp.text))
-    results: list[dict[str, Any]] = resp.json()["results"]
+    scorer = getattr(request.app.state, "scorer", None)
+    if scorer is not None:
+        from pydantic import ValidationError
+
+        from service.schemas import ScoreRequest
+        from service.scoring import BackpressureError
+
+        limit = scorer.settings.max_items
+        if len(items) > limit:
+            raise HTTPException(413, f"{len(items)} items exceed the limit of {limit} (REFEREE_MAX_ITEMS)")
+        try:
+            body = ScoreRequest.model_validate({"items": items})
+        except ValidationError as exc:
+            raise HTTPException(422, json.loads(exc.json(include_url=False))) from exc
+        try:
+            response = await scorer.score(body)
+        except BackpressureError as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
+        results = [r.model_dump() for r in response.results]
+    else:
+        headers = {}
+        if "authorization" in request.headers:
+            headers["authorization"] = request.headers["authorization"]
+        transport = httpx.ASGITransport(app=request.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://referee.internal") as client:
+            resp = await client.post("/score", json={"items": items}, headers=headers, timeout=None)
+        if resp.status_code != 200:
+            raise HTTPException(status_code=resp.status_code, detail=resp.json().get("detail", resp.text))
+        results = resp.json()["results"]
     if len(results) != len(items):
         raise HTTPException(status_code=500, detail="scoring returned a result list of the wrong length")
     return results

@@ -1,5 +1,5 @@
-"""A small stand-in for the Referee service that speaks OUR wire format (``/score``, ``/grpo/*``)
-plus the real compat router, for testing the trainer-side code before/without the full service.
+"""A small stand-in for the Referee ``/score`` route (OUR wire format) next to the real compat and
+GRPO routers, for testing the trainer-side code before/without the full service.
 
 Scoring follows the toy task's rules (``trainer.toy.toy_judgement``): accuracy = exact match of
 the last ``<answer>`` block, format = strict R1-Zero template (or open-r1 tag_count partial credit
@@ -9,9 +9,7 @@ the next N requests with a given status, to test the client's retry policy.
 
 from __future__ import annotations
 
-import json
 import socket
-import struct
 import threading
 import time
 from typing import Any
@@ -19,10 +17,9 @@ from typing import Any
 import torch
 import uvicorn
 from fastapi import FastAPI, Request, Response
-from safetensors.torch import load, save
 
 from service.routes.compat import router as compat_router
-from trainer.engine import GRPOOptions, LocalEngine
+from service.routes.grpo import router as grpo_router
 from trainer.toy import toy_judgement
 
 WEIGHTS = {"accuracy": 1.0, "format": 0.1, "language": 0.0}
@@ -61,6 +58,7 @@ def make_app() -> FastAPI:
     app.state.seen = []  # (path, headers, body-json-or-None)
     app.state.fail = []  # statuses to answer the next requests with
     app.include_router(compat_router)
+    app.include_router(grpo_router)  # the real GRPO routes
 
     @app.middleware("http")
     async def record_and_fail(request: Request, call_next: Any) -> Response:
@@ -77,28 +75,6 @@ def make_app() -> FastAPI:
     async def score(body: dict[str, Any]) -> dict[str, Any]:
         weights = {**WEIGHTS, **(body.get("weights") or {})}
         return {"results": [score_item(it, weights) for it in body["items"]]}
-
-    @app.post("/grpo/advantages")
-    async def advantages(body: dict[str, Any]) -> dict[str, Any]:
-        eng = LocalEngine(GRPOOptions(scale_rewards=body.get("scale_rewards", "group")))
-        return {"advantages": eng.advantages(body["rewards"], body["group_size"]).tolist()}
-
-    @app.post("/grpo/loss")
-    async def loss(request: Request) -> Response:
-        raw = await request.body()
-        (n,) = struct.unpack("<Q", raw[:8])
-        meta = json.loads(raw[8 : 8 + n])["__metadata__"]
-        opts = json.loads(meta["options"])
-        opts.pop("flavor", None)
-        t = load(raw)
-        out = LocalEngine(GRPOOptions(**opts)).loss(
-            t["logprobs"], t["old_logprobs"], t.get("ref_logprobs"), t["advantages"], t["mask"].bool()
-        )
-        body = save(
-            {"grad_logprobs": out.grad.float().contiguous()},
-            metadata={"loss": repr(out.loss), "metrics": json.dumps(out.metrics)},
-        )
-        return Response(body, media_type="application/vnd.safetensors")
 
     @app.get("/_ping")
     async def ping() -> dict[str, bool]:

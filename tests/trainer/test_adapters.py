@@ -34,7 +34,12 @@ def test_verl_compute_score_dict_has_fixed_keys(referee_env: FakeReferee) -> Non
 
 def test_verl_reward_kwargs_and_sandbox_url_are_accepted(referee_env: FakeReferee) -> None:
     out = verl.compute_score(
-        "math_dapo", GOOD, "42", None, sandbox_fusion_url=None, referee_weights={"accuracy": 2.0, "format": 0.0}
+        "math_dapo",
+        GOOD,
+        "42",
+        None,
+        sandbox_fusion_url=None,
+        referee_weights={"accuracy": 2.0, "format": 0.0},
     )
     assert out["score"] == pytest.approx(2.0)
 
@@ -70,7 +75,11 @@ def test_verl_async_variant(referee_env: FakeReferee) -> None:
         ("numina_cn_k12", "3", {"answer": "3"}),
         ("aime2025", ["7"], {"answer": "7"}),
         ("taco", '{"inputs": ["1"], "outputs": ["2"]}', {"tests": {"inputs": ["1"], "outputs": ["2"]}}),
-        ("apps", {"inputs": ["1"], "outputs": ["2"], "fn_name": "f"}, {"tests": {"inputs": ["1"], "outputs": ["2"], "fn_name": "f"}}),
+        (
+            "apps",
+            {"inputs": ["1"], "outputs": ["2"], "fn_name": "f"},
+            {"tests": {"inputs": ["1"], "outputs": ["2"], "fn_name": "f"}},
+        ),
         ("my_private_set", {"inputs": [], "outputs": []}, {"tests": {"inputs": [], "outputs": []}}),
         ("my_private_set", "5", {"answer": "5"}),
     ],
@@ -95,7 +104,9 @@ assert "service" not in sys.modules and "verifiers" not in sys.modules and "trai
 print(mod.compute_score("openai/gsm8k", {GOOD!r}, "42")["acc"])
 """
     env = {**os.environ, "REFEREE_URL": referee.url, "PYTHONPATH": ""}
-    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1.0"
 

@@ -27,8 +27,11 @@ def test_response_is_cut_out_of_the_query_and_special_tokens_stripped() -> None:
 
 def test_labels_become_answers_or_tests() -> None:
     items = openrlhf_items(
-        OpenRLHFRequest(query=[PROMPT + "a", PROMPT + "b", PROMPT + "c"], prompts=[PROMPT] * 3,
-                        labels=["42", None, '{"inputs": ["1"], "outputs": ["1"]}'])
+        OpenRLHFRequest(
+            query=[PROMPT + "a", PROMPT + "b", PROMPT + "c"],
+            prompts=[PROMPT] * 3,
+            labels=["42", None, '{"inputs": ["1"], "outputs": ["1"]}'],
+        )
     )
     assert items[0]["answer"] == "42" and items[0]["completion"] == "a"
     assert "answer" not in items[1] and "tests" not in items[1]
@@ -52,7 +55,11 @@ def http() -> TestClient:
 
 
 def test_get_reward_openrlhf_shape(http: TestClient) -> None:
-    body = {"query": [PROMPT + GOOD + "<|im_end|>", PROMPT + "no"], "prompts": [PROMPT, PROMPT], "labels": ["42", "42"]}
+    body = {
+        "query": [PROMPT + GOOD + "<|im_end|>", PROMPT + "no"],
+        "prompts": [PROMPT, PROMPT],
+        "labels": ["42", "42"],
+    }
     out = http.post("/get_reward", json=body).json()
     assert out["rewards"] == pytest.approx([1.1, 0.0])
     assert out["scores"] == [1.0, 0.0]
@@ -63,10 +70,14 @@ def test_get_reward_openrlhf_shape(http: TestClient) -> None:
 def test_get_reward_empty_request_and_single_sample(http: TestClient) -> None:
     # OpenRLHF >= 0.9.1 with N URLs sends empty lists to servers 1..N-1.
     assert http.post("/get_reward", json={"query": [], "prompts": [], "labels": []}).json() == {
-        "rewards": [], "scores": [], "extra_logs": {}
+        "rewards": [],
+        "scores": [],
+        "extra_logs": {},
     }
     out = http.post("/get_reward", json={"query": [GOOD], "prompts": [""], "labels": [None]}).json()
-    assert out["rewards"] == pytest.approx([0.1]) and out["scores"] == pytest.approx([0.1])  # no label: reward clipped
+    assert out["rewards"] == pytest.approx([0.1]) and out["scores"] == pytest.approx(
+        [0.1]
+    )  # no label: reward clipped
 
 
 def test_get_reward_bad_body_is_4xx(http: TestClient) -> None:
