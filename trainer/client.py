@@ -392,7 +392,16 @@ def encode_loss_request(tensors: Mapping[str, Any], options: Mapping[str, Any]) 
     """
     from safetensors.torch import save
 
-    packed = {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None}
+    packed = {}
+    seen: set[int] = set()
+    for k, v in tensors.items():
+        if v is None:
+            continue
+        t = v.detach().contiguous().cpu()
+        if t.data_ptr() in seen:  # safetensors refuses aliased tensors (e.g. old_logp is logp on-policy)
+            t = t.clone()
+        seen.add(t.data_ptr())
+        packed[k] = t
     return save(packed, metadata={"options": json.dumps(dict(options))})
 
 

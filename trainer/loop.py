@@ -69,7 +69,7 @@ class HttpScorer:
 
 
 class LocalToyScorer:
-    """Offline scorer of the toy task (same parts as the service: accuracy + weighted format)."""
+    """Offline scorer of the toy task: the service's rules (accuracy + weighted tag_count format)."""
 
     def __init__(self, format_weight: float = 0.5) -> None:
         self.format_weight = format_weight
@@ -78,7 +78,7 @@ class LocalToyScorer:
         out = []
         for p, c in zip(problems, completions, strict=True):
             j = toy_judgement(c, p.answer)
-            out.append(Judged(j["accuracy"] + self.format_weight * j["progress"], j["accuracy"], j["format"]))
+            out.append(Judged(j["accuracy"] + self.format_weight * j["format"], j["accuracy"], j["strict"]))
         return out
 
 
@@ -101,6 +101,7 @@ class TrainConfig:
     model_path: str | None = None  # a local Hugging Face causal LM instead of the toy policy
     device: str | None = None
     out_dir: str = "runs/toy"
+    cpu_threads: int | None = 1  # torch.set_num_threads on CPU (None: leave torch's default)
 
 
 # -- policies -----------------------------------------------------------------------------------
@@ -280,6 +281,9 @@ def train(
     Returns:
         The per-step logs.
     """
+    if cfg.cpu_threads and (cfg.device in (None, "cpu")) and not torch.cuda.is_available():
+        # A tiny model gains nothing from intra-op threads; on a shared 2-core box they cost 8x.
+        torch.set_num_threads(cfg.cpu_threads)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     device, dtype = pick_device(cfg.device)

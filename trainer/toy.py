@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 SPECIAL = ("<pad>", "<bos>", "<eos>")
-TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+# The tags with open-r1's tag_count newlines, so that the service's ``tag_count`` partial credit
+# (0.25 for each of these strings found once) applies to what the toy policy writes.
+TAGS = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
 CHARS = tuple("0123456789+-=")
 
 
 class CharTokenizer:
-    """Characters plus the four R1-Zero tags as atomic tokens."""
+    """Characters plus the four R1-Zero tags (with their newlines) as atomic tokens."""
 
     def __init__(self) -> None:
         self.itos: tuple[str, ...] = SPECIAL + TAGS + CHARS
@@ -110,45 +112,20 @@ class ArithmeticTask:
 
 
 STRICT_TEMPLATE = re.compile(
-    r"^\s*<think>(?:(?!<think>|</think>).)+</think>\s*<answer>((?:(?!<answer>|</answer>).)+)</answer>\s*$",
-    re.S,
+    r"^\s*<think>(?=\s*[^\s<])[^<]*</think>\s*<answer>(?=\s*[^\s<])([^<]*)</answer>\s*$"
 )
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 
 def toy_judgement(completion: str, answer: str) -> dict[str, float]:
-    """The toy task's reward parts, computed locally (offline runs and the tests' fake service).
+    """The toy task's reward parts, computed locally with the service's rules (offline runs, tests).
 
-    ``accuracy`` is 1 when the last ``<answer>`` block equals the gold exactly; ``format`` is the
-    strict R1-Zero template (0/1); ``tag_count`` is open-r1's partial credit (0.25 per tag used once).
+    ``accuracy``: the last ``<answer>`` block equals the gold. ``format``: 1.0 for the strict R1-Zero
+    template, else open-r1's tag_count partial credit capped at 0.75 (the service's
+    ``{"format": {"tag_count": true}}``). ``strict``: the template alone (0/1).
     """
     found = ANSWER_TAG.findall(completion)
     acc = 1.0 if found and found[-1].strip() == answer else 0.0
     strict = 1.0 if STRICT_TEMPLATE.match(completion) else 0.0
     tags = sum(0.25 for t in TAGS if completion.count(t) == 1)
-    return {"accuracy": acc, "format": strict, "tag_count": tags, "progress": template_progress(completion)}
-
-
-_STAGES = (
-    re.compile(r"\s*<think>"),
-    re.compile(r"(?:(?!<think>|</think>|<answer>|</answer>).)+", re.S),
-    re.compile(r"</think>\s*"),
-    re.compile(r"<answer>"),
-    re.compile(r"\s*-?\d+\s*"),
-    re.compile(r"</answer>\s*$"),
-)
-
-
-def template_progress(completion: str) -> float:
-    """How far, in order, the completion follows the R1-Zero template: matched stages / 6.
-
-    A dense version of the strict format reward (1.0 exactly when the strict template holds), so that
-    a randomly initialised policy finds a gradient towards the template, stage by stage.
-    """
-    pos, done = 0, 0
-    for stage in _STAGES:
-        m = stage.match(completion, pos)
-        if m is None:
-            break
-        pos, done = m.end(), done + 1
-    return done / len(_STAGES)
+    return {"accuracy": acc, "format": strict or min(tags, 0.75), "strict": strict, "tag_count": tags}

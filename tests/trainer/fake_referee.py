@@ -2,8 +2,8 @@
 GRPO routers, for testing the trainer-side code before/without the full service.
 
 Scoring follows the toy task's rules (``trainer.toy.toy_judgement``): accuracy = exact match of
-the last ``<answer>`` block, format = strict R1-Zero template (or open-r1 tag_count partial credit
-with ``options.format.tag_count``). It also records every request it saw, and can be told to fail
+the last ``<answer>`` block, format = strict R1-Zero template, or with ``options.format.tag_count``
+open-r1's partial credit capped at 0.75 (the rules of the service's ``format`` verifier). It also records every request it saw, and can be told to fail
 the next N requests with a given status, to test the client's retry policy.
 """
 
@@ -32,7 +32,7 @@ def score_item(item: dict[str, Any], weights: dict[str, float]) -> dict[str, Any
     tag_count = bool((item.get("options") or {}).get("format", {}).get("tag_count"))
     comps: dict[str, float | None] = {
         "accuracy": j["accuracy"] if answer is not None else None,
-        "format": j["tag_count"] if tag_count else j["format"],
+        "format": j["format"] if tag_count else j["strict"],
         "language": None,
     }
     if "tests" in item:

@@ -136,7 +136,8 @@ def test_trl_returns_none_where_the_reward_does_not_apply(referee_env: FakeRefer
 
 
 def test_trl_tag_count_partial_credit(referee_env: FakeReferee) -> None:
-    assert trl.tag_count(["p"], ["<think>x</think> nothing else"]) == [0.5]
+    assert trl.tag_count(["p"], ["<think>\nx\n</think>\n nothing else"]) == [0.5]
+    assert trl.tag_count(["p"], ["<think>\nx\n</think>\n<answer>\n4\n</answer>"]) == [1.0]
 
 
 def test_trl_code_from_open_r1_verification_info(referee_env: FakeReferee) -> None:
@@ -156,7 +157,7 @@ def test_trl_async_functions(referee_env: FakeReferee) -> None:
         return await asyncio.gather(
             trl.accuracy_async(["p"], [GOOD], solution=["42"]),
             trl.format_async(["p"], [BAD], solution=["41"]),
-            trl.tag_count_async(["p"], ["<answer>"]),
+            trl.tag_count_async(["p"], ["\n<answer>\n"]),
         )
 
     assert asyncio.run(main()) == [[1.0], [1.0], [0.25]]
