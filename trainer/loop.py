@@ -101,6 +101,7 @@ class TrainConfig:
     model_path: str | None = None  # a local Hugging Face causal LM instead of the toy policy
     device: str | None = None
     out_dir: str = "runs/toy"
+    entropy_coeff: float = 0.0  # verl actor.entropy_coeff (0 = off)
     cpu_threads: int | None = 1  # torch.set_num_threads on CPU (None: leave torch's default)
 
 
@@ -193,9 +194,18 @@ def sample(
 
 def token_logprobs(policy: Any, prompt_ids: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:
     """Per-token log-probabilities of ``completion`` given the prompt (N, T), float32."""
+    return token_logprobs_and_entropy(policy, prompt_ids, completion)[0]
+
+
+def token_logprobs_and_entropy(
+    policy: Any, prompt_ids: torch.Tensor, completion: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probabilities of ``completion`` and the policy's entropy at each position."""
     ids = torch.cat([prompt_ids, completion], 1)
     logits = policy.logits(ids[:, :-1])[:, prompt_ids.shape[1] - 1 :].float()
-    return torch.gather(F.log_softmax(logits, -1), 2, completion[:, :, None]).squeeze(2)
+    logp_all = F.log_softmax(logits, -1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return torch.gather(logp_all, 2, completion[:, :, None]).squeeze(2), entropy
 
 
 def pick_device(name: str | None) -> tuple[torch.device, torch.dtype]:
@@ -217,6 +227,7 @@ class StepLog:
     clip_ratio: float
     response_length: float
     loss: float
+    entropy: float
     seconds: float
 
 
@@ -243,12 +254,19 @@ def grpo_step(
         old = token_logprobs(policy, prompt_ids, completion)
         ref = token_logprobs(ref_policy, prompt_ids, completion) if ref_policy is not None else None
     kl = clip = loss_value = 0.0
+    entropy_value = 0.0
+    m = mask.float()
     for _ in range(cfg.num_iterations):
         with autocast():
-            logp = token_logprobs(policy, prompt_ids, completion)
+            logp, entropy = token_logprobs_and_entropy(policy, prompt_ids, completion)
         out = engine.loss(logp, old, ref, adv.float(), mask)
         optimizer.zero_grad(set_to_none=True)
-        logp.backward(out.grad)  # the engine returned d loss / d logp: chain it into the policy
+        mean_entropy = (entropy * m).sum() / m.sum().clamp(min=1)
+        entropy_value = float(mean_entropy.detach())
+        # The engine returned d loss / d logp: chain it into the policy.
+        logp.backward(out.grad, retain_graph=cfg.entropy_coeff > 0)
+        if cfg.entropy_coeff > 0:  # verl's actor entropy_coeff: a bonus kept on the trainer side
+            (-cfg.entropy_coeff * mean_entropy).backward()
         optimizer.step()
         kl, loss_value = out.metrics.get("kl", 0.0), out.loss
         clip = max(clip, out.metrics.get("clip_ratio/region_mean", 0.0))
@@ -261,6 +279,7 @@ def grpo_step(
         "clip_ratio": clip,
         "response_length": float(mask.sum()) / n,
         "loss": loss_value,
+        "entropy": entropy_value,
     }, texts
 
 
@@ -332,7 +351,7 @@ def plot(history: Sequence[StepLog], path: Path) -> Path:
     steps = [h.step for h in history]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), constrained_layout=True)
     for ax, key in zip(
-        axes.flat, ("reward", "accuracy", "format", "kl", "clip_ratio", "response_length"), strict=True
+        axes.flat, ("reward", "accuracy", "format", "kl", "entropy", "response_length"), strict=True
     ):
         values = [getattr(h, key) for h in history]
         ax.plot(steps, values, lw=0.8, alpha=0.5)

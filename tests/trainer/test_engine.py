@@ -57,9 +57,15 @@ def test_http_and_in_process_give_the_same_parameter_update(referee: FakeReferee
     for a, b in zip(out_http, out_local, strict=True):
         assert a.loss == pytest.approx(b.loss, abs=1e-6)
         assert a.metrics["kl"] == pytest.approx(b.metrics["kl"], abs=1e-6)
-    diffs = [(p - q).abs().max().item() for p, q in zip(policy.model.parameters(), twin.model.parameters(), strict=True)]
+    diffs = [
+        (p - q).abs().max().item()
+        for p, q in zip(policy.model.parameters(), twin.model.parameters(), strict=True)
+    ]
     assert max(diffs) < 1e-6
-    moved = [(p - q).abs().max().item() for p, q in zip(policy.model.parameters(), ref.model.parameters(), strict=True)]
+    moved = [
+        (p - q).abs().max().item()
+        for p, q in zip(policy.model.parameters(), ref.model.parameters(), strict=True)
+    ]
     assert max(moved) > 1e-3  # the update did happen
 
 
@@ -76,7 +82,9 @@ def test_masked_positions_get_zero_gradient() -> None:
     policy, ref, prompt_ids, completion, mask = _batch(5)
     assert not bool(mask.all())  # some rows stopped early
     logp = token_logprobs(policy, prompt_ids, completion)
-    out = InProcessEngine(OPTS).loss(logp, logp.detach() + 0.1, logp.detach(), torch.randn(logp.shape[0]), mask)
+    out = InProcessEngine(OPTS).loss(
+        logp, logp.detach() + 0.1, logp.detach(), torch.randn(logp.shape[0]), mask
+    )
     assert bool((out.grad[~mask] == 0).all())
 
 
