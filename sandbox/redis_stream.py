@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict
+from typing import Any
 
 import orjson
 import redis
@@ -71,7 +72,7 @@ class RedisStreamRunner:
     name = "redis-stream"
 
     def __init__(self, url: str, *, queue_wait_s: float = 60.0, stream: str = STREAM) -> None:
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5.0)
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5.0, socket_timeout=None)
         self.queue_wait_s = queue_wait_s
         self.stream = stream
         self._redis.ping()
@@ -82,7 +83,7 @@ class RedisStreamRunner:
         try:
             self._redis.xadd(self.stream, encode_job(job_id, program, limits))  # type: ignore[arg-type]
             wait = job_deadline_s(limits) + self.queue_wait_s
-            answer = self._redis.blpop([RESULT_PREFIX + job_id], timeout=max(1, int(wait + 0.999)))
+            answer: Any = self._redis.blpop([RESULT_PREFIX + job_id], timeout=max(1, int(wait + 0.999)))
         except redis.RedisError as e:
             return _sandbox_error(f"the job queue is unreachable: {e}", started)
         if answer is None:
@@ -118,7 +119,7 @@ class StreamWorker:
         stream: str = STREAM,
         name: str | None = None,
     ) -> None:
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5.0)
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5.0, socket_timeout=None)
         self.runner = runner
         self.concurrency = max(1, concurrency)
         self.claim_idle_ms = int(claim_idle_s * 1000)
@@ -159,7 +160,7 @@ class StreamWorker:
                     next_claim = time.monotonic() + max(self.claim_idle_ms / 4000, 0.2)
                     if self._reclaim(consumer):
                         continue
-                batch = self._redis.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1, block=500)
+                batch: Any = self._redis.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1, block=500)
                 for _stream, messages in batch or []:
                     for message_id, fields in messages:
                         self._handle(message_id, fields)

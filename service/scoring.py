@@ -22,6 +22,7 @@ from service.item_task import Check, ItemTask, run_item_task
 from service.metrics import Metrics
 from service.pool import PoolResult, ProcessPool, default_pool_size
 from service.schemas import Components, ItemResult, ScoreItem, ScoreRequest, ScoreResponse
+from verifiers.language import detect_target_language
 from verifiers.registry import UnknownVerifierError
 from verifiers.types import COMPONENTS, Component, Status, Verdict, VerifierInputError
 
@@ -136,12 +137,12 @@ class Scorer:
             else:
                 reference = _reference_for(primary, item)
             checks = [Check(spec.component, primary, reference, spec.build_config(options.get(primary)))]
-            if FORMAT_VERIFIER in verifiers.names() and primary != FORMAT_VERIFIER:
+            if primary != FORMAT_VERIFIER:
                 spec = verifiers.get(FORMAT_VERIFIER)
                 checks.append(
                     Check("format", FORMAT_VERIFIER, None, spec.build_config(options.get(FORMAT_VERIFIER)))
                 )
-            if target is not None and primary != LANGUAGE_VERIFIER and LANGUAGE_VERIFIER in verifiers.names():
+            if target is not None and primary != LANGUAGE_VERIFIER:
                 spec = verifiers.get(LANGUAGE_VERIFIER)
                 config = spec.build_config(options.get(LANGUAGE_VERIFIER))
                 checks.append(Check("language", LANGUAGE_VERIFIER, target, config))
@@ -327,17 +328,14 @@ def _merged_options(
 
 
 def _derive_language(item: ScoreItem) -> str | None:
-    if item.prompt is None or LANGUAGE_VERIFIER not in verifiers.names():
+    if item.prompt is None:
         return None
     if isinstance(item.prompt, str):
         text = item.prompt
     else:
         users = [m.content for m in item.prompt if m.role == "user"]
         text = users[-1] if users else ""
-    from verifiers.language import detect_target_language  # type: ignore[attr-defined]
-
-    detected: str | None = detect_target_language(text)
-    return detected
+    return detect_target_language(text)
 
 
 def _weights(

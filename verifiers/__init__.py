@@ -28,4 +28,8 @@ def load_builtin() -> None:
 
 
 # One line per verifier module; each registers itself on import.
-_BUILTIN_MODULES: tuple[str, ...] = ()
+_BUILTIN_MODULES: tuple[str, ...] = (
+    "verifiers.countdown",
+    "verifiers.format",
+    "verifiers.language",
+)

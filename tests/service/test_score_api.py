@@ -235,3 +235,74 @@ def test_openapi_documents_every_model(client: TestClient) -> None:
         for field, prop in schemas[name]["properties"].items():
             assert prop.get("description") or "$ref" in json.dumps(prop), f"{name}.{field} has no description"
     assert schemas["ScoreRequest"].get("examples")
+
+
+GOOD = "<think>3*4=12, 2+12=14</think> <answer>14</answer>"
+
+
+def test_format_component_and_format_error_status(client: TestClient) -> None:
+    items = [
+        {"id": 1, "completion": GOOD, "verifier": "format"},
+        {"id": 2, "completion": "<answer>14</answer><think>late</think>", "verifier": "format"},
+        {
+            "id": 3,
+            "completion": "<think>a</think><answer>b</answer>",
+            "verifier": "format",
+            "options": {"format": {"mode": "bogus"}},
+        },
+    ]
+    results = client.post("/score", json={"items": items}).json()["results"]
+    assert [x["status"] for x in results] == ["ok", "format_error", "invalid"]
+    assert results[0]["components"] == {"accuracy": None, "format": 1.0, "language": None}
+    assert results[0]["reward"] == pytest.approx(0.1)
+    assert results[1]["details"]["format"]["reason"] == "answer_before_think"
+
+
+def test_format_is_scored_beside_accuracy_and_can_gate_it(client: TestClient) -> None:
+    items = [
+        {"id": "good", "completion": GOOD, "verifier": ECHO, "reference": GOOD},
+        {"id": "bare", "completion": "14", "verifier": ECHO, "reference": "14"},
+    ]
+    plain = client.post("/score", json={"items": items}).json()["results"]
+    assert [x["components"]["format"] for x in plain] == [1.0, 0.0]
+    assert [x["reward"] for x in plain] == [pytest.approx(1.1), pytest.approx(1.0)]
+    assert [x["status"] for x in plain] == ["ok", "ok"]
+    gated = client.post("/score", json={"items": items, "format_gate": True}).json()["results"]
+    assert [x["status"] for x in gated] == ["ok", "format_error"]
+    assert gated[1]["components"]["accuracy"] == 0.0 and gated[1]["reward"] == 0.0
+
+
+def test_language_component_from_field_or_prompt(client: TestClient) -> None:
+    zh = "<think>首先计算 $3 \\times 4 = 12$，然后加上 2 得到 14。</think> <answer>14</answer>"
+    mixed = "<think>First 3*4 = 12, 然后加上 2 得到 14. So the answer follows.</think> <answer>14</answer>"
+    items = [
+        {"id": "zh", "completion": zh, "verifier": ECHO, "reference": "x", "language": "zh"},
+        {"id": "mixed", "completion": mixed, "verifier": ECHO, "reference": "x", "language": "zh"},
+        {
+            "id": "prompt",
+            "completion": zh,
+            "verifier": ECHO,
+            "reference": "x",
+            "prompt": "计算 2 加 3 乘 4 的结果是多少？",
+        },
+        {
+            "id": "chat",
+            "completion": zh,
+            "verifier": ECHO,
+            "reference": "x",
+            "prompt": [
+                {"role": "system", "content": "You are helpful."},
+                {"role": "user", "content": "请计算 2 加 3 乘 4。"},
+            ],
+        },
+        {"id": "none", "completion": zh, "verifier": ECHO, "reference": "x"},
+        {"id": "bad", "completion": zh, "verifier": ECHO, "reference": "x", "language": "xx"},
+    ]
+    r = {x["id"]: x for x in client.post("/score", json={"items": items}).json()["results"]}
+    assert r["zh"]["components"]["language"] == 1.0  # formulas are neither Chinese nor foreign
+    assert 0.0 < r["mixed"]["components"]["language"] < 1.0
+    assert r["prompt"]["components"]["language"] == 1.0  # target derived from the prompt
+    assert r["chat"]["components"]["language"] == 1.0  # ... or from the last user message
+    assert r["none"]["components"]["language"] is None  # no target: not scored, weight 0
+    assert r["zh"]["reward"] == pytest.approx(0.0 + 0.1 * r["zh"]["components"]["format"] + 0.2 * 1.0)
+    assert r["bad"]["status"] == "invalid"
