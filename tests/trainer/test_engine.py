@@ -11,7 +11,7 @@ import torch
 from tests.trainer.fake_referee import FakeReferee
 from trainer.client import ClientConfig, RefereeClient, decode_loss_response, encode_loss_request
 from trainer.engine import GRPOOptions, HttpEngine, InProcessEngine, LocalEngine
-from trainer.loop import TrainConfig, ToyPolicy, sample, token_logprobs
+from trainer.loop import ToyPolicy, TrainConfig, sample, token_logprobs
 from trainer.toy import ArithmeticTask
 
 OPTS = GRPOOptions(loss_type="grpo", beta=0.04, epsilon=0.2)

@@ -11,7 +11,7 @@ import torch
 from tests.trainer.fake_referee import FakeReferee
 from trainer.client import ClientConfig, RefereeClient
 from trainer.engine import GRPOOptions, HttpEngine
-from trainer.loop import HttpScorer, LocalToyScorer, TrainConfig, ToyPolicy, sample, token_logprobs, train
+from trainer.loop import HttpScorer, LocalToyScorer, ToyPolicy, TrainConfig, sample, token_logprobs, train
 from trainer.toy import ArithmeticTask, CharTokenizer, Problem, toy_judgement
 
 GOOD = "<think>\n3+4\n</think>\n\n<answer>\n7\n</answer>"
