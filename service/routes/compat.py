@@ -87,6 +87,13 @@ def _label_fields(label: Any) -> dict[str, Any]:
     return {"answer": str(label)}
 
 
+def _format_only_if_unlabelled(item: dict[str, Any]) -> dict[str, Any]:
+    # Without a label there is no answer to check: score the format (and language) only.
+    if "answer" not in item and "tests" not in item:
+        item["verifier"] = "format"
+    return item
+
+
 def openrlhf_items(req: OpenRLHFRequest) -> list[dict[str, Any]]:
     """OpenRLHF request → ``/score`` items (one per query)."""
     n = len(req.query)
@@ -101,7 +108,7 @@ def openrlhf_items(req: OpenRLHFRequest) -> list[dict[str, Any]]:
         if prompt:
             item["prompt"] = strip_special_tokens(prompt)
         item.update(_label_fields(req.labels[i] if req.labels is not None else None))
-        items.append(item)
+        items.append(_format_only_if_unlabelled(item))
     return items
 
 
@@ -138,7 +145,7 @@ def slime_item(req: SlimeRequest) -> dict[str, Any]:
     if prompt:
         item["prompt"] = prompt
     item.update(_label_fields(req.label))
-    return item
+    return _format_only_if_unlabelled(item)
 
 
 def slime_response(result: Mapping[str, Any], as_dict: bool) -> float | dict[str, Any]:

@@ -90,10 +90,10 @@ def free_port() -> int:
 
 
 class FakeReferee:
-    """Runs ``make_app()`` with uvicorn on 127.0.0.1:<free port> in a background thread."""
+    """Runs ``app`` (default ``make_app()``) with uvicorn on 127.0.0.1:<free port> in a background thread."""
 
-    def __init__(self) -> None:
-        self.app = make_app()
+    def __init__(self, app: FastAPI | None = None) -> None:
+        self.app = app if app is not None else make_app()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(
@@ -103,7 +103,7 @@ class FakeReferee:
 
     def __enter__(self) -> FakeReferee:
         self.thread.start()
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while not self.server.started:
             if time.time() > deadline:
                 raise RuntimeError("fake referee did not start")

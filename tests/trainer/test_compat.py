@@ -34,7 +34,7 @@ def test_labels_become_answers_or_tests() -> None:
         )
     )
     assert items[0]["answer"] == "42" and items[0]["completion"] == "a"
-    assert "answer" not in items[1] and "tests" not in items[1]
+    assert "answer" not in items[1] and items[1]["verifier"] == "format"
     assert items[2]["tests"] == {"inputs": ["1"], "outputs": ["1"]}
     assert items[0]["prompt"] == "user\nWhat is 6*7?\nassistant"
 

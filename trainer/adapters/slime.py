@@ -77,6 +77,8 @@ def sample_item(i: int, sample: Any) -> dict[str, Any]:
     label = getattr(sample, "label", None)
     if label is not None:
         item["answer"] = str(label)
+    else:
+        item["verifier"] = "format"  # no gold answer: format (and language) only
     prompt = _text(getattr(sample, "prompt", None))
     if prompt:
         item["prompt"] = prompt

@@ -149,6 +149,8 @@ def build_items(
                 tests = _code_tests(info) if info is not None else None
             if tests is not None:
                 item["tests"] = tests
+        if "answer" not in item and "tests" not in item:
+            item["verifier"] = "format"  # nothing to check the answer against: format (and language) only
         items.append(item)
     return items
 
