@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-type", default="grpo", help="TRL loss_type (grpo, bnpo, dr_grpo, dapo, ...)")
     p.add_argument("--beta", type=float, default=0.01, help="KL coefficient (k3)")
     p.add_argument("--epsilon", type=float, default=0.2)
+    p.add_argument("--entropy-coeff", type=float, default=0.02, help="entropy bonus (verl entropy_coeff)")
     p.add_argument("--epsilon-high", type=float, default=None)
     p.add_argument("--max-operand", type=int, default=4, help="toy task: a+b with a, b in 0..N")
     p.add_argument("--seed", type=int, default=0)
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         lr=args.lr,
         num_iterations=args.num_iterations,
+        entropy_coeff=args.entropy_coeff,
         seed=args.seed,
         max_operand=args.max_operand,
         options=options,

@@ -101,7 +101,7 @@ class TrainConfig:
     model_path: str | None = None  # a local Hugging Face causal LM instead of the toy policy
     device: str | None = None
     out_dir: str = "runs/toy"
-    entropy_coeff: float = 0.0  # verl actor.entropy_coeff (0 = off)
+    entropy_coeff: float = 0.02  # verl actor.entropy_coeff: keeps groups diverse (0 = off)
     cpu_threads: int | None = 1  # torch.set_num_threads on CPU (None: leave torch's default)
 
 
@@ -155,8 +155,12 @@ class HFPolicy:
         return self.tok(text, return_tensors="pt", padding=True).input_ids.to(self.device)
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        attn = (ids != self.pad_id).long() if self.pad_id != self.eos_id else torch.ones_like(ids)
-        return self.model(input_ids=ids, attention_mask=attn).logits
+        # Prompts are left-padded: padding is every pad token before a row's first real token (a
+        # prompt never starts with pad/eos). Pads after <eos> in a completion never influence the
+        # tokens before them (causal attention), so they need no mask.
+        attn = ((ids != self.pad_id).long().cumsum(1) > 0).long()
+        positions = (attn.cumsum(1) - 1).clamp(min=0)
+        return self.model(input_ids=ids, attention_mask=attn, position_ids=positions).logits
 
     def decode(self, ids: Sequence[int]) -> str:
         ids = list(ids)

@@ -94,3 +94,29 @@ def test_toy_grpo_run_reward_rises_and_format_appears(referee: FakeReferee, tmp_
     assert max(h.format for h in history[-50:]) > 0.5  # strict R1-Zero format compliance appeared
     assert history[0].format < 0.05
     assert (tmp_path / "curves.png").exists()
+
+
+def test_hugging_face_causal_lm_from_a_local_path(referee: FakeReferee, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=300, n_positions=128)
+    model_dir = tmp_path / "tiny-gpt2"
+    transformers.GPT2LMHeadModel(config).save_pretrained(model_dir)
+    # a character-level tokenizer built offline (BPE without merges): nothing is downloaded
+    tokenizers = pytest.importorskip("tokenizers")
+    vocab = {"<eos>": 0, **{chr(i): i for i in range(1, 127)}}
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizers.Tokenizer(tokenizers.models.BPE(vocab, [], unk_token="<eos>")),
+        eos_token="<eos>",
+    )
+    tok.save_pretrained(model_dir)
+    client = RefereeClient(ClientConfig(base_url=referee.url))
+    cfg = TrainConfig(
+        steps=2,
+        prompts_per_step=2,
+        group_size=2,
+        max_new_tokens=4,
+        model_path=str(model_dir),
+        out_dir=str(tmp_path / "run"),
+    )
+    history = train(cfg, scorer=HttpScorer(client), engine=HttpEngine(client, cfg.options))
+    assert len(history) == 2
