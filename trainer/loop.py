@@ -346,17 +346,16 @@ def train(
 
 
 def plot(history: Sequence[StepLog], path: Path) -> Path:
-    """Write the reward / accuracy / format / KL / clip / length curves as a PNG (matplotlib Agg)."""
+    """Write the reward / accuracy / format / KL / clip ratio / entropy / length / loss curves as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [h.step for h in history]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6), constrained_layout=True)
-    for ax, key in zip(
-        axes.flat, ("reward", "accuracy", "format", "kl", "entropy", "response_length"), strict=True
-    ):
+    keys = ("reward", "accuracy", "format", "kl", "clip_ratio", "entropy", "response_length", "loss")
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6), constrained_layout=True)
+    for ax, key in zip(axes.flat, keys, strict=True):
         values = [getattr(h, key) for h in history]
         ax.plot(steps, values, lw=0.8, alpha=0.5)
         k = max(1, len(values) // 20)

@@ -20,3 +20,14 @@ def referee_env(referee: FakeReferee, monkeypatch: pytest.MonkeyPatch) -> FakeRe
     referee.app.state.seen.clear()
     referee.app.state.fail.clear()
     return referee
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # The toy model's matmuls are tiny: intra-op threads only add contention on a shared 2-core box.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
