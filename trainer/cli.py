@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-operand", type=int, default=4, help="toy task: a+b with a, b in 0..N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--no-think-in-prompt", action="store_true", help="the completion must open <think> itself"
+    )
+    p.add_argument(
         "--model-path", default=None, help="a local Hugging Face causal LM instead of the toy policy"
     )
     p.add_argument("--device", default=None, help="default: cuda (bf16) when available, else cpu")
@@ -62,7 +65,13 @@ def run(args: argparse.Namespace) -> int:
     """Run a training job from parsed arguments; prints one line per step."""
     from trainer.client import ClientConfig, RefereeClient
     from trainer.engine import HttpEngine, InProcessEngine, LocalEngine
-    from trainer.loop import HttpScorer, LocalToyScorer, StepLog, TrainConfig, train
+    from trainer.loop import (
+        HttpScorer,
+        LocalToyScorer,
+        StepLog,
+        TrainConfig,
+        train,
+    )
 
     options = GRPOOptions(
         loss_type=args.loss_type, beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high
@@ -75,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         num_iterations=args.num_iterations,
         entropy_coeff=args.entropy_coeff,
+        think_in_prompt=not args.no_think_in_prompt,
         seed=args.seed,
         max_operand=args.max_operand,
         options=options,

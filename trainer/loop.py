@@ -22,6 +22,17 @@ from trainer.toy import ArithmeticTask, CharTokenizer, Problem, TinyCausalLM, to
 
 log = logging.getLogger("referee.trainer")
 
+THINK_OPEN = "<think>\n"
+DEFAULT_WEIGHTS = {"accuracy": 1.0, "format": 0.5}
+
+
+def default_score_options(cfg: TrainConfig) -> dict[str, Any]:
+    """``/score`` item options for the toy task: open-r1 tag_count partial credit for the format
+    (a gradient towards the template from a random policy), and ``think_in_prompt`` when the prompt
+    opened the think block.
+    """
+    return {"format": {"tag_count": True, "think_in_prompt": cfg.think_in_prompt}}
+
 
 @dataclass(frozen=True)
 class Judged:
@@ -71,13 +82,14 @@ class HttpScorer:
 class LocalToyScorer:
     """Offline scorer of the toy task: the service's rules (accuracy + weighted tag_count format)."""
 
-    def __init__(self, format_weight: float = 0.5) -> None:
+    def __init__(self, format_weight: float = 0.5, think_in_prompt: bool = True) -> None:
         self.format_weight = format_weight
+        self.think_in_prompt = think_in_prompt
 
     def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Judged]:
         out = []
         for p, c in zip(problems, completions, strict=True):
-            j = toy_judgement(c, p.answer)
+            j = toy_judgement(c, p.answer, self.think_in_prompt)
             out.append(Judged(j["accuracy"] + self.format_weight * j["format"], j["accuracy"], j["strict"]))
         return out
 
@@ -101,6 +113,9 @@ class TrainConfig:
     model_path: str | None = None  # a local Hugging Face causal LM instead of the toy policy
     device: str | None = None
     out_dir: str = "runs/toy"
+    # R1-Zero / TinyZero style: the prompt ends with "<think>", the completion continues inside it
+    # (scored with the format verifier's think_in_prompt option).
+    think_in_prompt: bool = True
     entropy_coeff: float = 0.02  # verl actor.entropy_coeff: keeps groups diverse (0 = off)
     cpu_threads: int | None = 1  # torch.set_num_threads on CPU (None: leave torch's default)
 
@@ -119,8 +134,8 @@ class ToyPolicy:
         self.device = device
         self.eos_id, self.pad_id = self.tok.eos_id, self.tok.pad_id
 
-    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        rows = [[self.tok.bos_id, *self.tok.encode(p)] for p in prompts]
+    def encode_prompts(self, prompts: Sequence[str], suffix: str = "") -> torch.Tensor:
+        rows = [[self.tok.bos_id, *self.tok.encode(p + suffix)] for p in prompts]
         if len({len(r) for r in rows}) != 1:
             raise ValueError("the toy policy needs prompts of equal length")
         return torch.tensor(rows, device=self.device)
@@ -148,9 +163,10 @@ class HFPolicy:
         self.device = device
         self.eos_id, self.pad_id = self.tok.eos_token_id, self.tok.pad_token_id
 
-    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+    def encode_prompts(self, prompts: Sequence[str], suffix: str = "") -> torch.Tensor:
         text = [
-            f"Compute {p[:-1]}. Reply as <think>reasoning</think><answer>number</answer>.\n" for p in prompts
+            f"Compute {p[:-1]}. Reply as <think>reasoning</think><answer>number</answer>.\n{suffix}"
+            for p in prompts
         ]
         return self.tok(text, return_tensors="pt", padding=True).input_ids.to(self.device)
 
@@ -248,7 +264,8 @@ def grpo_step(
     """One GRPO step (sample → score → advantages → ``num_iterations`` × loss/backward/step)."""
     g = cfg.group_size
     expanded = [p for p in problems for _ in range(g)]
-    prompt_ids = policy.encode_prompts([p.prompt for p in expanded])
+    suffix = THINK_OPEN if cfg.think_in_prompt else ""
+    prompt_ids = policy.encode_prompts([p.prompt for p in expanded], suffix)
     with autocast():
         completion, mask = sample(policy, prompt_ids, cfg.max_new_tokens, cfg.temperature)
     texts = [policy.decode(row.tolist()) for row in completion]
@@ -313,7 +330,7 @@ def train(
     if scorer is None:
         from trainer.client import RefereeClient
 
-        scorer = HttpScorer(RefereeClient(), weights={"accuracy": 1.0, "format": 0.5})
+        scorer = HttpScorer(RefereeClient(), DEFAULT_WEIGHTS, default_score_options(cfg))
     engine = engine or default_engine(cfg.options)
     policy: Any = HFPolicy(cfg.model_path, device, dtype) if cfg.model_path else ToyPolicy(cfg, device)
     ref_policy = None

@@ -117,13 +117,17 @@ STRICT_TEMPLATE = re.compile(
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 
-def toy_judgement(completion: str, answer: str) -> dict[str, float]:
+def toy_judgement(completion: str, answer: str, think_in_prompt: bool = False) -> dict[str, float]:
     """The toy task's reward parts, computed locally with the service's rules (offline runs, tests).
 
     ``accuracy``: the last ``<answer>`` block equals the gold. ``format``: 1.0 for the strict R1-Zero
     template, else open-r1's tag_count partial credit capped at 0.75 (the service's
-    ``{"format": {"tag_count": true}}``). ``strict``: the template alone (0/1).
+    ``{"format": {"tag_count": true}}``). ``strict``: the template alone (0/1). With
+    ``think_in_prompt`` the prompt opened the think block, so ``<think>`` is prepended before judging
+    (as the service's ``think_in_prompt`` option does).
     """
+    if think_in_prompt:
+        completion = "<think>" + completion
     found = ANSWER_TAG.findall(completion)
     acc = 1.0 if found and found[-1].strip() == answer else 0.0
     strict = 1.0 if STRICT_TEMPLATE.match(completion) else 0.0

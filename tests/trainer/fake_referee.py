@@ -28,8 +28,11 @@ WEIGHTS = {"accuracy": 1.0, "format": 0.1, "language": 0.0}
 def score_item(item: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
     completion = item["completion"]
     answer = item.get("answer")
-    j = toy_judgement(completion, str(answer) if answer is not None else "")
-    tag_count = bool((item.get("options") or {}).get("format", {}).get("tag_count"))
+    fmt_opts = (item.get("options") or {}).get("format", {})
+    j = toy_judgement(
+        completion, str(answer) if answer is not None else "", bool(fmt_opts.get("think_in_prompt"))
+    )
+    tag_count = bool(fmt_opts.get("tag_count"))
     comps: dict[str, float | None] = {
         "accuracy": j["accuracy"] if answer is not None else None,
         "format": j["format"] if tag_count else j["strict"],

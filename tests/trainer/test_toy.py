@@ -11,7 +11,17 @@ import torch
 from tests.trainer.fake_referee import FakeReferee
 from trainer.client import ClientConfig, RefereeClient
 from trainer.engine import GRPOOptions, HttpEngine
-from trainer.loop import HttpScorer, LocalToyScorer, ToyPolicy, TrainConfig, sample, token_logprobs, train
+from trainer.loop import (
+    DEFAULT_WEIGHTS,
+    HttpScorer,
+    LocalToyScorer,
+    ToyPolicy,
+    TrainConfig,
+    default_score_options,
+    sample,
+    token_logprobs,
+    train,
+)
 from trainer.toy import ArithmeticTask, CharTokenizer, Problem, toy_judgement
 
 GOOD = "<think>\n3+4\n</think>\n\n<answer>\n7\n</answer>"
@@ -67,8 +77,13 @@ def test_sampling_mask_and_logprobs() -> None:
 
 
 def test_local_scorer_weights() -> None:
-    [j] = LocalToyScorer(0.5)([Problem("3+4=", "7")], [GOOD])
+    [j] = LocalToyScorer(0.5, think_in_prompt=False)([Problem("3+4=", "7")], [GOOD])
     assert (j.reward, j.accuracy, j.format_ok) == (1.5, 1.0, 1.0)
+    # the prompt opened <think>: the completion continues inside the block
+    [j] = LocalToyScorer(0.5, think_in_prompt=True)([Problem("3+4=", "7")], [GOOD.removeprefix("<think>\n")])
+    assert (j.reward, j.accuracy, j.format_ok) == (1.5, 1.0, 1.0)
+    [j] = LocalToyScorer(0.5, think_in_prompt=True)([Problem("3+4=", "7")], [GOOD])  # nested <think>
+    assert j.format_ok == 0.0
 
 
 def test_short_run_writes_log_and_plot(referee: FakeReferee, tmp_path: Path) -> None:
@@ -86,7 +101,7 @@ def test_toy_grpo_run_reward_rises_and_format_appears(referee: FakeReferee, tmp_
     """The acceptance run: random init, everything over HTTP (POST /score, /grpo/advantages, /grpo/loss)."""
     client = RefereeClient(ClientConfig(base_url=referee.url))
     cfg = TrainConfig(steps=250, seed=0, out_dir=str(tmp_path), options=GRPOOptions())
-    scorer = HttpScorer(client, {"accuracy": 1.0, "format": 0.5}, {"format": {"tag_count": True}})
+    scorer = HttpScorer(client, DEFAULT_WEIGHTS, default_score_options(cfg))
     history = train(cfg, scorer=scorer, engine=HttpEngine(client, cfg.options))
     first = sum(h.reward for h in history[:25]) / 25
     last = sum(h.reward for h in history[-25:]) / 25
