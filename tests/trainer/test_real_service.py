@@ -84,3 +84,34 @@ def test_toy_steps_over_the_real_service(env: FakeReferee, tmp_path) -> None:  #
     )
     history = train(cfg, scorer=scorer, engine=HttpEngine(client, cfg.options))
     assert len(history) == 2 and (tmp_path / "curves.png").exists()
+
+
+@pytest.mark.parametrize("think_in_prompt", [False, True])
+def test_toy_format_rules_equal_the_real_format_verifier(env: FakeReferee, think_in_prompt: bool) -> None:
+    """The offline toy scorer and the tests' stand-in use the service's format rules: check it."""
+    from trainer.toy import toy_judgement
+
+    body = "3\n</think>\n\n<answer>\n7\n</answer>"
+    completions = [
+        body,
+        "<think>\n" + body,
+        "\n</think>\n\n<answer>\n7\n</answer>",
+        "3\n</think>\n",
+        "\n<answer>\n7\n</answer>3\n</think>\n",
+        body + "9",
+        "33",
+        "<think>\n1\n</think>\n<think>\n",
+    ]
+    items = [
+        {
+            "id": str(i),
+            "completion": c,
+            "verifier": "format",
+            "options": {"format": {"tag_count": True, "think_in_prompt": think_in_prompt}},
+        }
+        for i, c in enumerate(completions)
+    ]
+    results = RefereeClient(ClientConfig(base_url=env.url)).score(items)
+    service = [r["components"]["format"] for r in results]
+    local = [toy_judgement(c, "7", think_in_prompt)["format"] for c in completions]
+    assert service == local
