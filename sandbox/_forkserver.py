@@ -21,6 +21,7 @@ import os
 import resource
 import signal
 import socket
+import stat
 import sys
 import time
 import traceback  # noqa: F401
@@ -31,12 +32,17 @@ SCRUB = ("/tmp", "/dev/shm")
 CTRL = socket.socket(fileno=int(sys.argv[1]))
 
 
-def _prctl_nodump():
-    # Non-dumpable: same-uid children cannot open /proc/1/mem, /proc/1/fd or ptrace us.
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except Exception:
-        pass
+try:
+    LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    LIBC = None
+
+
+def _set_dumpable(flag):
+    # The server is non-dumpable: same-uid children cannot open /proc/1/mem, /proc/1/fd or ptrace
+    # it. Its children are made dumpable again so a program can read its own /proc/self/*.
+    if LIBC is not None:
+        LIBC.prctl(4, flag, 0, 0, 0)  # PR_SET_DUMPABLE = 4
 
 
 def _send(obj):
@@ -101,7 +107,9 @@ def _run_python(path, argv):
     """Run ``path`` as ``__main__`` in this (freshly forked) interpreter, like ``python3 -I -S path``."""
     sys.argv = [path, *argv]
     sys.path.insert(0, os.path.dirname(path))
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+        io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8"
+    )
     sys.stdout = sys.__stdout__ = io.TextIOWrapper(
         io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8"
     )
@@ -161,6 +169,13 @@ def _run_python(path, argv):
 def _child(req, fds):
     try:
         os.setsid()
+        _set_dumpable(1)
+        try:  # make the program, not this server, the OOM killer's first choice
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            os.write(fd, b"1000")
+            os.close(fd)
+        except OSError:
+            pass
         CTRL.close()
         if req.get("setup"):
             payload = fds.pop(0)
@@ -206,16 +221,14 @@ def _kill_all():
 
 
 def _rm_tree(path):
-    try:
-        os.chmod(path, 0o700, follow_symlinks=False)
-    except OSError:
-        pass
-    try:
-        entries = os.listdir(path)
-    except OSError:
-        entries = None
-    if entries is not None and not os.path.islink(path):
-        for name in entries:
+    """Remove ``path`` without ever following a symlink (links, fifos and files are unlinked)."""
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            os.chmod(path, 0o700)  # a program may have made its directories unreadable
+        except OSError:
+            pass
+        for name in os.listdir(path):
             _rm_tree(os.path.join(path, name))
         os.rmdir(path)
     else:
@@ -223,15 +236,19 @@ def _rm_tree(path):
 
 
 def _scrub():
-    """Empty every writable place; say whether it is clean afterwards."""
+    """Empty every writable place; say whether it is clean afterwards. Never raises."""
     clean = True
     for top in SCRUB:
-        for name in os.listdir(top):
-            try:
-                _rm_tree(os.path.join(top, name))
-            except OSError:
+        try:
+            os.chmod(top, 0o755)  # a program may have locked us out of the top directory itself
+            for name in os.listdir(top):
+                try:
+                    _rm_tree(os.path.join(top, name))
+                except Exception:
+                    clean = False
+            if os.listdir(top):
                 clean = False
-        if os.listdir(top):
+        except Exception:
             clean = False
     for kind in ("shm", "sem", "msg"):
         try:
@@ -243,11 +260,20 @@ def _scrub():
     return clean
 
 
+def _fresh_workdir():
+    """Scrub and recreate the workdir; False if the sandbox cannot be trusted to be empty."""
+    clean = _scrub()
+    try:
+        os.makedirs(WORKDIR)
+    except Exception:
+        return False
+    return clean
+
+
 def main():
-    _prctl_nodump()
+    _set_dumpable(0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _scrub()
-    os.makedirs(WORKDIR, exist_ok=True)
+    _fresh_workdir()
     _send({"ready": True, "pid": os.getpid(), "uid": os.getuid()})
     while True:
         try:
@@ -258,9 +284,11 @@ def main():
             return
         t_recv = time.monotonic()
         req = json.loads(msg)
-        if req.get("setup"):
-            _scrub()
-            os.makedirs(WORKDIR, exist_ok=True)
+        if req.get("setup") and not _fresh_workdir():
+            for fd in fds:
+                os.close(fd)
+            _send({"error": "sandbox not clean before the run"})
+            continue
         pid = os.fork()
         if pid == 0:
             _child(req, list(fds))
@@ -268,11 +296,11 @@ def main():
             os.close(fd)
         _, status, ru = os.wait4(pid, 0)
         t_exit = time.monotonic()
-        alone = _kill_all()
-        clean = True
-        if req.get("final"):
-            clean = _scrub()
-            os.makedirs(WORKDIR, exist_ok=True)
+        try:
+            alone = _kill_all()
+        except Exception:
+            alone = False
+        clean = _fresh_workdir() if req.get("final") else True
         _send(
             {
                 "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,

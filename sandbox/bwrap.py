@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sandbox import seccomp
+from sandbox.cgroups import SlotCgroup
 from sandbox.flow import StepOutcome, StepRequest, run_program
 from sandbox.io_pump import pump
 from sandbox.pool import FifoPool, QueueFull, QueueTimeout
@@ -39,7 +41,9 @@ log = logging.getLogger(__name__)
 
 SERVER_SOURCE = (Path(__file__).with_name("_forkserver.py")).read_text()
 SANDBOX_UID = 65534
-DEFAULT_UID_BASE = 1_500_000
+UID_RANGE_START = 1_500_000
+UID_STRIDE = 256
+_instances = itertools.count()
 PATH_ENV = "/usr/local/bin:/usr/bin:/bin"
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
@@ -58,9 +62,12 @@ class BwrapConfig:
         queue_timeout_s: longest a run waits for a sandbox.
         tmpfs_mb: size of the private /tmp (the workdir); /dev/shm gets a quarter of it.
         python: interpreter of the fork server (must live under /usr).
-        uid_base: first host uid of the slots when started as root (slot i runs as uid_base + i).
+        uid_base: first host uid of the slots when started as root (slot i runs as uid_base + i);
+            default: derived from our pid and a per-process counter, so runners do not share uids
+            (RLIMIT_NPROC counts per uid).
         recycle_after: runs after which a sandbox is replaced anyway (hygiene, not a safety need).
         use_seccomp: load our seccomp filter (x86_64 only).
+        use_cgroups: put each sandbox in its own memory/pids/cpu cgroup where the host allows it.
     """
 
     workers: int | None = None
@@ -68,9 +75,10 @@ class BwrapConfig:
     queue_timeout_s: float = 300.0
     tmpfs_mb: int = 256
     python: str = "/usr/bin/python3"
-    uid_base: int = DEFAULT_UID_BASE
+    uid_base: int | None = None
     recycle_after: int = 1000
     use_seccomp: bool = True
+    use_cgroups: bool = True
     bwrap: str = "bwrap"
 
 
@@ -87,6 +95,16 @@ def _sealed_memfd(name: str, data: bytes) -> int:
     finally:
         os.close(fd)
     return ro
+
+
+def _only_child(pid: int) -> int | None:
+    """Host pid of the single child of ``pid`` (bwrap's namespace init), if it can be read."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
+    except OSError:
+        return None
+    return int(kids[0]) if len(kids) == 1 else None
 
 
 def _pack_files(files: dict[str, bytes]) -> bytes:
@@ -112,8 +130,15 @@ def _bind_args() -> list[str]:
 class WarmSandbox:
     """One bwrap sandbox with its fork server; used by one run at a time."""
 
-    def __init__(self, cfg: BwrapConfig, host_uid: int | None, filter_bytes: bytes | None) -> None:
+    def __init__(
+        self,
+        cfg: BwrapConfig,
+        host_uid: int | None,
+        filter_bytes: bytes | None,
+        cgroup: SlotCgroup | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.cgroup = cgroup
         self.runs = 0
         self.dead = False
         host_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -175,7 +200,26 @@ class WarmSandbox:
             pass_fds.append(seccomp_fd)
         argv += [cfg.python, "-I", "-S", "-c", SERVER_SOURCE, str(child_sock.fileno())]
         ids: dict[str, object] = {}
-        if host_uid is not None:
+        if cgroup is not None:
+            procs = cgroup.procs_files()
+
+            def enter() -> None:
+                # In the child before exec, still root: join the slot's cgroups, then drop to the
+                # slot's uid (Popen's own user= switch would run before this and forbid the join).
+                me = str(os.getpid()).encode()
+                for path in procs:
+                    fd = os.open(path, os.O_WRONLY)
+                    try:
+                        os.write(fd, me)
+                    finally:
+                        os.close(fd)
+                if host_uid is not None:
+                    os.setgroups([])
+                    os.setresgid(host_uid, host_uid, host_uid)
+                    os.setresuid(host_uid, host_uid, host_uid)
+
+            ids["preexec_fn"] = enter
+        elif host_uid is not None:
             ids = {"user": host_uid, "group": host_uid, "extra_groups": []}
         try:
             self.proc = subprocess.Popen(  # type: ignore[call-overload]
@@ -206,6 +250,7 @@ class WarmSandbox:
             raise SandboxUnavailable(f"bwrap sandbox did not start: {err or 'no message'}")
         info = json.loads(hello)
         self.server_pid_inside = info.get("pid")
+        self.init_host_pid = _only_child(self.proc.pid)
 
     def _stderr_tail(self) -> str:
         try:
@@ -217,14 +262,27 @@ class WarmSandbox:
     def kill(self) -> None:
         """End the whole sandbox: SIGKILL to the outer bwrap; the namespace's init dies with it."""
         self.dead = True
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            log.error("bwrap pid %s did not die after SIGKILL", self.proc.pid)
+        # Kill the namespace's init: the kernel then kills every process in the namespace, and the
+        # outer bwrap reaps init and exits. Killing the outer bwrap first would orphan init to the
+        # host's pid 1, whose zombie may linger and keep counting against the slot's RLIMIT_NPROC.
+        if self.init_host_pid is not None:
+            try:
+                os.kill(self.init_host_pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                log.error("bwrap pid %s did not exit after its init was killed", self.proc.pid)
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                log.error("bwrap pid %s did not die after SIGKILL", self.proc.pid)
         self._ctrl.close()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
@@ -250,6 +308,10 @@ class WarmSandbox:
                 "argv": list(req.step.argv),
                 "limits": req.limits_json(),
             }
+            oom_before = 0
+            if self.cgroup is not None:
+                self.cgroup.limit(req.memory_bytes, req.nproc + 2)
+                oom_before = self.cgroup.oom_kills()
             t0 = time.monotonic()
             try:
                 socket.send_fds(self._ctrl, [json.dumps(msg).encode()], send_fds)
@@ -271,10 +333,20 @@ class WarmSandbox:
             return replace(base, kind="output_limit", message="output cap reached; run killed")
         if got.control is None:
             self.kill()
+            if got.control_eof and base.oom_killed:
+                # the OOM killer took the fork server itself: the program's memory, not our failure
+                return replace(
+                    base, kind="exited", signal_no=signal.SIGKILL, message="killed by the OOM killer"
+                )
             if got.control_eof:
                 return replace(base, kind="sandbox_error", message="sandbox died during the run")
             return replace(base, kind="timeout", message="wall time limit reached; run killed")
+        oom = self.cgroup is not None and self.cgroup.oom_kills() > oom_before
+        base = replace(base, oom_killed=oom)
         res = json.loads(got.control)
+        if "error" in res:
+            self.kill()
+            return StepOutcome(kind="sandbox_error", message=f"sandbox gone before the run: {res['error']}")
         self.last_server_ms = res.get("ms")
         if got.deadline_hit or not res.get("clean", False):
             # Pipes held open past the result, or leftovers the server could not remove: never reuse.
@@ -308,18 +380,29 @@ class BwrapRunner:
         if not os.path.exists(cfg.python):
             raise SandboxUnavailable(f"sandbox interpreter {cfg.python} not found (Debian: python3)")
         self.workers = cfg.workers or os.cpu_count() or 1
+        self.uid_base = cfg.uid_base
+        if self.uid_base is None:
+            n = next(_instances)
+            self.uid_base = UID_RANGE_START + ((os.getpid() * 16 + n) % 65536) * max(UID_STRIDE, self.workers)
         self._root = os.geteuid() == 0
         self._filter = seccomp.build_filter() if cfg.use_seccomp else None
         self._closed = False
         self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bwrap-spawner")
         self._slots: list[_Slot] = [_Slot(i) for i in range(self.workers)]
+        for slot in self._slots:
+            if cfg.use_cgroups:
+                slot.cgroup = SlotCgroup.create(f"referee-sandbox-{os.getpid()}-{slot.index}")
         self._pool: FifoPool[_Slot] = FifoPool(self._slots, cfg.max_waiting)
         for slot in self._slots:
             self._respawn(slot)
         # Fail loudly at construction if sandboxes cannot start here: never a silent fallback.
-        for slot in self._slots:
-            assert slot.future is not None
-            slot.sandbox = slot.future.result()
+        try:
+            for slot in self._slots:
+                assert slot.future is not None
+                slot.sandbox = slot.future.result()
+        except BaseException:
+            self.close()
+            raise
 
     def describe(self) -> dict[str, object]:
         """What isolation this runner applies on this host (for logs, /health and docs)."""
@@ -328,17 +411,24 @@ class BwrapRunner:
             "workers": self.workers,
             "namespaces": "user,pid,net,ipc,uts,mount,cgroup",
             "seccomp": self._filter is not None,
-            "cgroup": "none: limits are per-process rlimits (no writable cgroup v2 controllers used)",
-            "host_uid": f"per-slot {self.cfg.uid_base}+i" if self._root else f"own uid {os.getuid()}",
+            "cgroup": (
+                "v1 memory+pids(+cpu) per sandbox, re-limited before each run"
+                if all(s.cgroup is not None for s in self._slots)
+                else "none: per-process rlimits only"
+            ),
+            "host_uid": f"per-slot {self.uid_base}+i" if self._root else f"own uid {os.getuid()}",
             "tmpfs_mb": self.cfg.tmpfs_mb,
         }
 
     def _host_uid(self, slot: _Slot) -> int | None:
-        return self.cfg.uid_base + slot.index if self._root else None
+        assert self.uid_base is not None
+        return self.uid_base + slot.index if self._root else None
 
     def _respawn(self, slot: _Slot) -> None:
         slot.sandbox = None
-        slot.future = self._spawner.submit(WarmSandbox, self.cfg, self._host_uid(slot), self._filter)
+        slot.future = self._spawner.submit(
+            WarmSandbox, self.cfg, self._host_uid(slot), self._filter, slot.cgroup
+        )
 
     def _nproc_base(self) -> int:
         """Tasks already owned by the uid the sandbox runs as (RLIMIT_NPROC counts per host uid)."""
@@ -402,8 +492,12 @@ class BwrapRunner:
                 sb = slot.get()
             except Exception:
                 continue
-            sb.kill()
+            if not sb.dead:
+                sb.kill()
         self._spawner.shutdown(wait=True)
+        for slot in self._slots:
+            if slot.cgroup is not None:
+                slot.cgroup.remove()
 
 
 class _Slot:
@@ -411,6 +505,7 @@ class _Slot:
         self.index = index
         self.sandbox: WarmSandbox | None = None
         self.future: concurrent.futures.Future[WarmSandbox] | None = None
+        self.cgroup: SlotCgroup | None = None
         self._lock = threading.Lock()
 
     def get(self) -> WarmSandbox:

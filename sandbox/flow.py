@@ -57,6 +57,7 @@ class StepOutcome:
     cpu_s: float | None = None
     peak_mb: float | None = None
     message: str = ""
+    oom_killed: bool = False  # the kernel's OOM killer ended a process of this step (cgroup limit)
 
 
 StepFn = Callable[[StepRequest], StepOutcome]
@@ -98,7 +99,10 @@ def _error(message: str, wall_s: float = 0.0) -> Execution:
 
 
 def run_program(program: Program, limits: Limits, step_fn: StepFn, nproc_base: int = 0) -> Execution:
-    """Run ``program`` through ``step_fn`` (one backend's way to run a step) and judge it."""
+    """Run ``program`` through ``step_fn`` (one backend's way to run a step) and judge it.
+
+    ``wall_time_s`` of the result is the run step's (for ``compile_error``: the compile step's).
+    """
     runner = languages.get(program.language)
     if runner is None:
         known = sorted({r.name for r in languages.RUNNERS.values()})
@@ -131,7 +135,10 @@ def run_program(program: Program, limits: Limits, step_fn: StepFn, nproc_base: i
             return _error(c.message, total_wall)
         compile_output = _decode(c.stdout + c.stderr)
         if c.kind != "exited" or c.exit_code != 0 or c.signal_no is not None:
-            why = {"timeout": "compile time limit reached", "output_limit": "too much compiler output"}
+            why = {
+                "timeout": "compile timeout: compile_time_s reached",
+                "output_limit": "too much compiler output",
+            }
             return Execution(
                 status="compile_error",
                 exit_code=exit_code_of(c.exit_code, c.signal_no),
@@ -163,6 +170,8 @@ def run_program(program: Program, limits: Limits, step_fn: StepFn, nproc_base: i
         return _error(r.message, total_wall)
     if r.kind == "exited":
         status = classify_exit(runner, limits, r.exit_code, r.signal_no, r.cpu_s, r.peak_mb, r.stderr)
+        if r.oom_killed and status != "ok":
+            status = "memory"
     else:
         status = r.kind
     cap = limits.max_output_bytes
@@ -171,7 +180,7 @@ def run_program(program: Program, limits: Limits, step_fn: StepFn, nproc_base: i
         exit_code=exit_code_of(r.exit_code, r.signal_no),
         stdout=_decode(r.stdout),
         stderr=_decode(r.stderr),
-        wall_time_s=total_wall,
+        wall_time_s=r.wall_s,  # the run's own time; a compile step's is not counted here
         cpu_time_s=r.cpu_s,
         peak_memory_mb=r.peak_mb,
         message=r.message,

@@ -59,10 +59,11 @@ def _worker_main(conn: Connection, memory_mb: int, preload: Sequence[str]) -> No
     import importlib
 
     for name in preload:
-        importlib.import_module(name)
-        loader = getattr(importlib.import_module(name), "load_builtin", None)
-        if callable(loader):
-            loader()
+        module = importlib.import_module(name)
+        for hook in ("load_builtin", "warm_up"):  # verifiers: register, then pay lazy imports
+            fn = getattr(module, hook, None)
+            if callable(fn):
+                fn()
     try:
         conn.send(_READY)
     except (BrokenPipeError, OSError):  # the pool closed while this worker was starting

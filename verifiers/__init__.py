@@ -13,6 +13,7 @@ __all__ = [
     "VerifierSpec",
     "get",
     "load_builtin",
+    "warm_up",
     "names",
     "register",
     "specs",
@@ -27,9 +28,20 @@ def load_builtin() -> None:
         importlib.import_module(module)
 
 
+def warm_up() -> None:
+    """Pay lazy imports (sympy, parsers) now: pool workers call this before taking their first item."""
+    import importlib
+
+    for module in _BUILTIN_MODULES:
+        hook = getattr(importlib.import_module(module), "warm_up", None)
+        if callable(hook):
+            hook()
+
+
 # One line per verifier module; each registers itself on import.
 _BUILTIN_MODULES: tuple[str, ...] = (
     "verifiers.countdown",
     "verifiers.format",
     "verifiers.language",
+    "verifiers.math",
 )
