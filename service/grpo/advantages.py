@@ -121,7 +121,9 @@ def verl_outcome_advantages(
     if est == "grpo":
         if config.norm_adv_by_std_in_grpo:
             std = grp.std()[inv]
-            return torch.where(single, s / (1.0 + eps), c / (std + eps))
+            # verl's singleton std is torch.tensor(1.0) (float32): 1 + eps is rounded in float32, kept for parity
+            single_den = float(torch.tensor(1.0, dtype=torch.float32) + eps)
+            return torch.where(single, s / single_den, c / (std + eps))
         return torch.where(single, s, c)
     if est == "rloo":
         n = grp.size[inv].to(F64)

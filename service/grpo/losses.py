@@ -15,6 +15,8 @@ compare against. Formulas and peer conventions: GRPO.md §1.2-§2.2.
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -95,23 +97,11 @@ def _pick(a_lt_b: torch.Tensor, b_lt_a: torch.Tensor, da: torch.Tensor, db: torc
     return torch.where(a_lt_b, da, torch.where(b_lt_a, db, 0.5 * (da + db)))
 
 
-class _Acc:
-    """Sums accumulated over row blocks (loss and metric numerators), kept as float64 tensors."""
+Stats = dict[str, torch.Tensor]
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.sums: dict[str, torch.Tensor] = {}
-        self.rows: dict[str, list[torch.Tensor]] = {}
 
-    def add(self, name: str, value: torch.Tensor) -> None:
-        v = value.to(torch.float64)
-        self.sums[name] = self.sums[name] + v if name in self.sums else v
-
-    def add_rows(self, name: str, value: torch.Tensor) -> None:
-        self.rows.setdefault(name, []).append(value)
-
-    def get(self, name: str) -> float:
-        return float(self.sums[name]) if name in self.sums else 0.0
+def _add(st: Stats, name: str, value: torch.Tensor) -> None:
+    st[name] = st[name] + value if name in st else value
 
 
 def _block_ranges(b: int, t: int, device: torch.device, block_elems: int | None) -> list[tuple[int, int]]:
@@ -121,19 +111,31 @@ def _block_ranges(b: int, t: int, device: torch.device, block_elems: int | None)
     return [(i, min(b, i + rows)) for i in range(0, b, rows)]
 
 
-def _load_block(x: LossInputs, i0: int, i1: int) -> tuple[torch.Tensor, ...]:
+def _load_block(
+    lp_raw: torch.Tensor,
+    old_raw: torch.Tensor | None,
+    ref_raw: torch.Tensor | None,
+    a_raw: torch.Tensor,
+    m: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Cast a row block to the compute dtype and sanitise masked positions (garbage there never propagates)."""
-    dt = x.dtype
-    m = x.mask[i0:i1]
+    dt = torch.float64 if lp_raw.dtype == torch.float64 else torch.float32
     zero = torch.zeros((), dtype=dt, device=m.device)
-    lp = torch.where(m, x.logp[i0:i1].to(dt), zero)
-    old = lp if x.old_logp is None else torch.where(m, x.old_logp[i0:i1].to(dt), zero)
-    ref = None if x.ref_logp is None else torch.where(m, x.ref_logp[i0:i1].to(dt), zero)
-    a = x.advantages[i0:i1].to(dt)
+    lp = torch.where(m, lp_raw.to(dt), zero)
+    old = lp if old_raw is None else torch.where(m, old_raw.to(dt), zero)
+    ref = None if ref_raw is None else torch.where(m, ref_raw.to(dt), zero)
+    a = a_raw.to(dt)
     if a.shape[1] != 1:
         a = torch.where(m, a, zero)
     mf = m.to(dt)
     return m, mf, lp, old, ref, a
+
+
+def _slices(x: LossInputs, i0: int, i1: int) -> tuple:
+    def sl(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[i0:i1]
+
+    return x.logp[i0:i1], sl(x.old_logp), sl(x.ref_logp), x.advantages[i0:i1], x.mask[i0:i1]
 
 
 def _finalize(grad: torch.Tensor, loss: torch.Tensor, metrics: dict[str, float], check: bool) -> LossOutput:
@@ -153,7 +155,7 @@ def _verl_pg_block(
     lr: torch.Tensor,
     a: torch.Tensor,
     n: torch.Tensor,
-    acc: _Acc,
+    acc: Stats,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token PG loss L and dL/dlogp for the token-local verl modes."""
     mode = cfg.loss_mode
@@ -164,18 +166,19 @@ def _verl_pg_block(
         lseq = (lr * mf).sum(-1, keepdim=True) / n.clamp(min=1)[:, None]
         r = torch.exp(lseq.clamp(max=10.0))
         dr = torch.where(lseq <= 10.0, r, 0.0)
-        acc.add("ppo_kl", -(lr * mf).sum())
+        _add(acc, "ppo_kl", -(lr * mf).sum())
     else:
         lrc = lr.clamp(-20.0, 20.0)
         r = torch.exp(lrc)
         dr = torch.where(lr.abs() <= 20.0, r, 0.0)
-        acc.add("ppo_kl", -(lrc * mf).sum())
+        _add(acc, "ppo_kl", -(lrc * mf).sum())
     if mode == "cispo":
         rc = r.clamp(lo, hi)
-        acc.add("pg_clipfrac", ((r != rc) & m).sum())
+        _add(acc, "pg_clipfrac", ((r != rc) & m).sum())
         return -rc * a * lp, (-rc * a).expand_as(lp)
     if mode == "sapo":
-        tau = torch.where(a > 0, cfg.tau_pos, cfg.tau_neg).to(lp.dtype)
+        tp = torch.tensor(cfg.tau_pos, dtype=lp.dtype, device=lp.device)
+        tau = torch.where(a > 0, tp, torch.tensor(cfg.tau_neg, dtype=lp.dtype, device=lp.device))
         sg = torch.sigmoid(tau * (r - 1.0))
         return -(sg * (4.0 / tau)) * a, (-4.0 * a * sg * (1.0 - sg) * dr).expand_as(lp)
     # vanilla / gspo: clipped surrogate
@@ -186,14 +189,14 @@ def _verl_pg_block(
     dl2 = torch.where(inr, dl1, 0.0)
     c1 = torch.maximum(l1, l2)
     dc1 = _pick(l2 < l1, l1 < l2, dl1, dl2)  # max(l1, l2) = -min(-l1, -l2)
-    acc.add("pg_clipfrac", ((l2 > l1) & m).sum())
+    _add(acc, "pg_clipfrac", ((l2 > l1) & m).sum())
     if mode == "gspo":
         return c1.expand_as(lp), dc1.expand_as(lp)
     l3 = -a * cfg.clip_ratio_c
     neg = a < 0
     low = torch.minimum(l3, c1)
     dlow = _pick(c1 < l3, l3 < c1, dc1, torch.zeros_like(dc1))
-    acc.add("pg_clipfrac_lower", ((c1 > l3) & neg & m).sum())
+    _add(acc, "pg_clipfrac_lower", ((c1 > l3) & neg & m).sum())
     return torch.where(neg, low, c1), torch.where(neg, dlow, dc1).expand_as(lp)
 
 
@@ -201,7 +204,7 @@ def _verl_global_selection(cfg: VerlLossConfig, x: LossInputs) -> torch.Tensor |
     """clip_cov / kl_cov pick tokens by covariance over the whole batch: a (B, T) bool selection."""
     if cfg.loss_mode not in ("clip_cov", "kl_cov"):
         return None
-    m, mf, lp, old, _, a = _load_block(x, 0, x.mask.shape[0])
+    m, mf, lp, old, _, a = _load_block(*_slices(x, 0, x.mask.shape[0]))
     a = a.expand_as(lp)
     lr = lp - old
     total = int(m.sum())
@@ -231,7 +234,107 @@ def _verl_global_selection(cfg: VerlLossConfig, x: LossInputs) -> torch.Tensor |
     return sel
 
 
-def verl_loss(x: LossInputs, cfg: VerlLossConfig, block_elems: int | None = None) -> LossOutput:
+def _verl_block(
+    cfg: VerlLossConfig,
+    lp_raw: torch.Tensor,
+    old_raw: torch.Tensor | None,
+    ref_raw: torch.Tensor | None,
+    a_raw: torch.Tensor,
+    m: torch.Tensor,
+    n: torch.Tensor,
+    c_pg: torch.Tensor,
+    c_kl: torch.Tensor,
+    sel: torch.Tensor | None,
+    b_total: int,
+) -> tuple[torch.Tensor, Stats]:
+    """One row block of the verl loss: (masked gradient, partial sums). Pure, so torch.compile can fuse it."""
+    m, mf, lp, old, ref, a = _load_block(lp_raw, old_raw, ref_raw, a_raw, m)
+    dt = lp.dtype
+    acc: Stats = {}
+    lr = lp - old
+    if cfg.loss_mode == "geo_mean":
+        lo, hi = cfg.eps_low, cfg.eps_high
+        lrc = lr.clamp(-lo, hi)
+        sgn = torch.sign(a)
+        lrm = sgn * torch.minimum(sgn * lr, sgn * lrc)
+        dlrm = ((a != 0) & (sgn * lr <= sgn * lrc)).to(dt)
+        rho = torch.exp((lrm * mf).sum(-1) / (n + 1e-8))
+        abar = (a * mf).sum(-1) / (n + 1e-8)
+        _add(acc, "pg", (-abar * rho).sum() / b_total)
+        g = (-(abar * rho) / (n + 1e-8) / b_total)[:, None] * dlrm
+        clipped = (lr != lrc) & m
+        _add(acc, "pg_clipfrac", (clipped & (a > 0)).sum())
+        _add(acc, "pg_clipfrac_lower", (clipped & (a < 0)).sum())
+        _add(acc, "ppo_kl", -(lr * mf).sum())
+    elif cfg.loss_mode in ("clip_cov", "kl_cov"):
+        assert sel is not None
+        r = torch.exp(lr)
+        if cfg.loss_mode == "clip_cov":
+            lo, hi = 1.0 - cfg.eps_low, 1.0 + cfg.eps_high
+            l1, l2 = -a * r, -a * r.clamp(lo, hi)
+            dl1 = -a * r
+            dl2 = torch.where((r >= lo) & (r <= hi), dl1, 0.0)
+            loss_t = torch.where(sel, 0.0, torch.maximum(l1, l2))
+            g_t = torch.where(sel, 0.0, _pick(l2 < l1, l1 < l2, dl1, dl2))
+            _add(acc, "pg_clipfrac", (sel & m).sum())
+            _add(acc, "ppo_kl", -(lr * mf).sum())
+        else:
+            loss_t = -a * r + torch.where(sel, cfg.ppo_kl_coef * lr.abs(), 0.0)
+            g_t = -a * r + torch.where(sel, cfg.ppo_kl_coef * torch.sign(lr), 0.0)
+            _add(acc, "ppo_kl_abs", (lr.abs() * mf).sum())
+        _add(acc, "pg", (loss_t * mf).sum(-1).mul(c_pg).sum())
+        g = g_t * c_pg[:, None]
+    else:
+        loss_t, g_t = _verl_pg_block(cfg, m, mf, lp, lr, a, n, acc)
+        _add(acc, "pg", (loss_t * mf).sum(-1).mul(c_pg).sum())
+        g = g_t * c_pg[:, None]
+    if cfg.use_kl_loss:
+        assert ref is not None
+        kv, kg = kl_value_and_grad(lp, ref, cfg.kl_loss_type)
+        _add(acc, "kl_loss", (kv * mf).sum(-1).mul(c_kl).sum())
+        _add(acc, "kl_sum", (kv * mf).sum())
+        g = g + (cfg.kl_loss_coef * c_kl)[:, None] * kg
+    return torch.where(m, g, torch.zeros((), dtype=dt, device=m.device)), acc
+
+
+def _run_blocks(block_fn, x: LossInputs, blocks: list[tuple[int, int]], per_row: tuple, extra: tuple):
+    """Run `block_fn` over row blocks; write gradients into one buffer and sum the partial stats."""
+    b, t = x.logp.shape
+    if len(blocks) == 1:
+        g, st = block_fn(*_slices(x, 0, b), *per_row, *extra)
+        sums1 = {k: v.to(torch.float64) for k, v in st.items() if not k.endswith("_rows")}
+        return g, sums1, {k: v for k, v in st.items() if k.endswith("_rows")}
+    grad = torch.empty((b, t), dtype=x.dtype, device=x.logp.device)
+    sums: dict[str, torch.Tensor] = {}
+    rows: dict[str, list[torch.Tensor]] = {}
+    for i0, i1 in blocks:
+        g, st = block_fn(*_slices(x, i0, i1), *(p[i0:i1] for p in per_row), *extra)
+        grad[i0:i1] = g
+        for k, v in st.items():
+            if k.endswith("_rows"):
+                rows.setdefault(k, []).append(v)
+            else:
+                _add(sums, k, v.to(torch.float64))
+    return grad, sums, {k: torch.cat(v) for k, v in rows.items()}
+
+
+_COMPILED: dict[tuple, object] = {}
+
+
+def _maybe_compiled(fn, cfg: LossConfig, use_compile: bool):
+    """torch.compile'd block function per config (optional: eager works everywhere; compile fuses the
+    elementwise chain into one or two loops on CPU (C++) and GPU (Triton))."""
+    if not use_compile:
+        return functools.partial(fn, cfg)
+    key = (fn.__name__, cfg)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(functools.partial(fn, cfg), dynamic=True)
+    return _COMPILED[key]
+
+
+def verl_loss(
+    x: LossInputs, cfg: VerlLossConfig, block_elems: int | None = None, use_compile: bool = False
+) -> LossOutput:
     """verl actor loss (`ppo_loss`: policy loss + kl_loss_coef * agg(kl_penalty)) and its gradient."""
     b, t = x.logp.shape
     dev = x.logp.device
@@ -243,81 +346,121 @@ def verl_loss(x: LossInputs, cfg: VerlLossConfig, block_elems: int | None = None
     c_pg = verl_row_weights(n_all, t, pg_mode, cfg.loss_scale_factor)
     c_kl = verl_row_weights(n_all, t, cfg.loss_agg_mode, cfg.loss_scale_factor)
     sel = _verl_global_selection(cfg, x)
-    grad = torch.empty((b, t), dtype=x.dtype, device=dev)
-    acc = _Acc(dev)
-    blocks = [(0, b)] if sel is not None else _block_ranges(b, t, dev, block_elems)
-    for i0, i1 in blocks:
-        m, mf, lp, old, ref, a = _load_block(x, i0, i1)
-        n = n_all[i0:i1]
-        lr = lp - old
-        if cfg.loss_mode == "geo_mean":
-            lo, hi = cfg.eps_low, cfg.eps_high
-            lrc = lr.clamp(-lo, hi)
-            sgn = torch.sign(a)
-            lrm = sgn * torch.minimum(sgn * lr, sgn * lrc)
-            dlrm = ((a != 0) & (sgn * lr <= sgn * lrc)).to(x.dtype)
-            rho = torch.exp((lrm * mf).sum(-1) / (n + 1e-8))
-            abar = (a * mf).sum(-1) / (n + 1e-8)
-            acc.add("pg", (-abar * rho).sum() / b)
-            g = (-(abar * rho) / (n + 1e-8) / b)[:, None] * dlrm
-            clipped = (lr != lrc) & m
-            acc.add("pg_clipfrac", (clipped & (a > 0)).sum())
-            acc.add("pg_clipfrac_lower", (clipped & (a < 0)).sum())
-            acc.add("ppo_kl", -(lr * mf).sum())
-        elif cfg.loss_mode in ("clip_cov", "kl_cov"):
-            assert sel is not None
-            r = torch.exp(lr)
-            if cfg.loss_mode == "clip_cov":
-                lo, hi = 1.0 - cfg.eps_low, 1.0 + cfg.eps_high
-                l1, l2 = -a * r, -a * r.clamp(lo, hi)
-                dl1 = -a * r
-                dl2 = torch.where((r >= lo) & (r <= hi), dl1, 0.0)
-                loss_t = torch.where(sel, 0.0, torch.maximum(l1, l2))
-                g_t = torch.where(sel, 0.0, _pick(l2 < l1, l1 < l2, dl1, dl2))
-                acc.add("pg_clipfrac", (sel & m).sum())
-                acc.add("ppo_kl", -(lr * mf).sum())
-            else:
-                loss_t = -a * r + torch.where(sel, cfg.ppo_kl_coef * lr.abs(), 0.0)
-                g_t = -a * r + torch.where(sel, cfg.ppo_kl_coef * torch.sign(lr), 0.0)
-                acc.add("ppo_kl_abs", (lr.abs() * mf).sum())
-            cw = c_pg[:, None]
-            acc.add("pg", (loss_t * mf * cw).sum())
-            g = g_t * cw
-        else:
-            loss_t, g_t = _verl_pg_block(cfg, m, mf, lp, lr, a, n, acc)
-            cw = c_pg[i0:i1, None]
-            acc.add("pg", (loss_t * mf).sum(-1).mul(c_pg[i0:i1]).sum())
-            g = g_t * cw
-        if cfg.use_kl_loss:
-            assert ref is not None
-            kv, kg = kl_value_and_grad(lp, ref, cfg.kl_loss_type)
-            ck = c_kl[i0:i1]
-            acc.add("kl_loss", (kv * mf).sum(-1).mul(ck).sum())
-            acc.add("kl_sum", (kv * mf).sum())
-            g = g + (cfg.kl_loss_coef * ck)[:, None] * kg
-        torch.where(m, g, torch.zeros((), dtype=x.dtype, device=dev), out=grad[i0:i1])
-    pg = acc.sums.get("pg", torch.zeros((), dtype=torch.float64, device=dev))
-    loss = pg + cfg.kl_loss_coef * acc.sums["kl_loss"] if cfg.use_kl_loss else pg
+    global_sel = sel is not None
+    blocks = [(0, b)] if global_sel or use_compile else _block_ranges(b, t, dev, block_elems)
+    fn = _maybe_compiled(_verl_block, cfg, use_compile and not global_sel)
+    grad, sums, _ = _run_blocks(fn, x, blocks, (n_all, c_pg, c_kl), (sel, b))
+    zero = torch.zeros((), dtype=torch.float64, device=dev)
+    pg = sums.get("pg", zero)
+    loss = pg + cfg.kl_loss_coef * sums["kl_loss"] if cfg.use_kl_loss else pg
+
+    def get(k: str) -> float:
+        return float(sums[k]) if k in sums else 0.0
+
     denom = float(total) + 1e-8
     metrics: dict[str, float] = {"actor/pg_loss": float(pg)}
     if cfg.loss_mode == "kl_cov":
-        metrics["actor/ppo_kl"] = acc.get("ppo_kl_abs") / denom
+        metrics["actor/ppo_kl"] = get("ppo_kl_abs") / denom
     elif cfg.loss_mode != "gpg":
-        metrics["actor/ppo_kl"] = acc.get("ppo_kl") / denom
-        metrics["actor/pg_clipfrac"] = acc.get("pg_clipfrac") / denom
+        metrics["actor/ppo_kl"] = get("ppo_kl") / denom
+        metrics["actor/pg_clipfrac"] = get("pg_clipfrac") / denom
         if cfg.loss_mode != "clip_cov":
-            metrics["actor/pg_clipfrac_lower"] = acc.get("pg_clipfrac_lower") / denom
+            metrics["actor/pg_clipfrac_lower"] = get("pg_clipfrac_lower") / denom
     if cfg.use_kl_loss:
-        metrics["actor/kl_loss"] = acc.get("kl_loss")
+        metrics["actor/kl_loss"] = get("kl_loss")
         metrics["actor/kl_coef"] = cfg.kl_loss_coef
-        metrics["kl_mean"] = acc.get("kl_sum") / denom
+        metrics["kl_mean"] = get("kl_sum") / denom
     return _finalize(grad, loss.to(x.dtype), metrics, True)
 
 
 # ------------------------------------------------------------------------------------------------ TRL
 
 
-def trl_loss(x: LossInputs, cfg: TrlLossConfig, block_elems: int | None = None) -> LossOutput:
+def _trl_block(
+    cfg: TrlLossConfig,
+    lp_raw: torch.Tensor,
+    old_raw: torch.Tensor | None,
+    ref_raw: torch.Tensor | None,
+    a_raw: torch.Tensor,
+    m: torch.Tensor,
+    n: torch.Tensor,
+    c: torch.Tensor,
+    per_row_metric: bool,
+) -> tuple[torch.Tensor, Stats]:
+    """One row block of TRL's loss: (masked gradient, partial sums). Pure, so torch.compile can fuse it."""
+    m, mf, lp, old, ref, a = _load_block(lp_raw, old_raw, ref_raw, a_raw, m)
+    dt = lp.dtype
+    acc: Stats = {}
+    seq = cfg.importance_sampling_level == "sequence"
+    lt = cfg.loss_type
+    el, eh = cfg.epsilon, cfg.eps_high
+    lr = lp - old
+    w = (lr * mf).sum(-1, keepdim=True) / n.clamp(min=1)[:, None] if seq else lr
+    q = torch.exp(w)
+    glp: torch.Tensor | float = 0.0
+    if lt == "cispo":
+        cq = q.clamp(max=eh)
+        ptl = -cq * a * lp
+        gq: torch.Tensor = torch.zeros_like(q)
+        glp = -cq * a
+        _add(acc, "cispo_clip", ((q > eh) & (a > 0) & m).sum())
+    elif lt == "sapo":
+        # TRL builds the temperatures with torch.where on Python floats: float32 values, kept for parity
+        tau = torch.where(a > 0, cfg.sapo_temperature_pos, cfg.sapo_temperature_neg).to(dt)
+        sg = torch.sigmoid(tau * (q - 1.0))
+        ptl = -(sg * 4.0 / tau) * a
+        gq = -4.0 * a * sg * (1.0 - sg)
+    else:
+        q2 = q.clamp(1.0 - el, 1.0 + eh)
+        inr = ((q >= 1.0 - el) & (q <= 1.0 + eh)).to(dt)
+        if cfg.delta is not None:
+            q1 = q.clamp(max=cfg.delta)
+            pass1 = (q <= cfg.delta).to(dt)
+        else:
+            q1, pass1 = q, torch.ones_like(q)
+        p1, p2 = q1 * a, q2 * a
+        ptl = -torch.minimum(p1, p2)
+        gq = -a * _pick(p1 < p2, p2 < p1, pass1, inr)
+        low = (q < 1.0 - el) & (a < 0)
+        high = (q > 1.0 + eh) & (a > 0)
+        if per_row_metric:
+            _add(acc, "low", low.sum())
+            _add(acc, "high", high.sum())
+            _add(acc, "region", (low | high).sum())
+            acc["low_rows"] = low[:, 0].to(dt)
+            acc["high_rows"] = high[:, 0].to(dt)
+        else:
+            lowf, highf = (low & m).to(dt), (high & m).to(dt)
+            _add(acc, "low", lowf.sum())
+            _add(acc, "high", highf.sum())
+            _add(acc, "region", ((low | high) & m).sum())
+            acc["low_rows"] = lowf.sum(-1) / n
+            acc["high_rows"] = highf.sum(-1) / n
+    if cfg.beta != 0.0:
+        assert ref is not None
+        kv, kg = trl_kl_value_and_grad(lp, ref)
+        if cfg.use_bias_correction_kl:
+            kl = kv * q
+            gq = gq + cfg.beta * kv
+            glp = glp + cfg.beta * kg * q
+        else:
+            kl = kv
+            glp = glp + cfg.beta * kg
+        ptl = ptl + cfg.beta * kl
+        _add(acc, "kl", (kl * mf).sum())
+    _add(acc, "loss", (ptl * mf).sum(-1).mul(c).sum())
+    cw = c[:, None]
+    if seq:
+        gsum = (gq * mf).sum(-1, keepdim=True) * cw
+        g = cw * glp + gsum * q / n.clamp(min=1)[:, None]
+    else:
+        g = cw * (gq * q + glp)
+    return torch.where(m, g, torch.zeros((), dtype=dt, device=m.device)), acc
+
+
+def trl_loss(
+    x: LossInputs, cfg: TrlLossConfig, block_elems: int | None = None, use_compile: bool = False
+) -> LossOutput:
     """TRL `GRPOTrainer._compute_loss` (one process, no gradient accumulation) and its gradient."""
     b, t = x.logp.shape
     dev = x.logp.device
@@ -326,92 +469,28 @@ def trl_loss(x: LossInputs, cfg: TrlLossConfig, block_elems: int | None = None) 
     n_all = x.mask.sum(-1).to(x.dtype)
     total = n_all.sum()
     c_all = trl_row_weights(n_all, cfg)
-    seq = cfg.importance_sampling_level == "sequence"
+    per_row_metric = cfg.importance_sampling_level == "sequence" and x.advantages.shape[1] == 1
+    blocks = [(0, b)] if use_compile else _block_ranges(b, t, dev, block_elems)
+    fn = _maybe_compiled(_trl_block, cfg, use_compile)
+    grad, sums, rows = _run_blocks(fn, x, blocks, (n_all, c_all), (per_row_metric,))
+    loss = sums["loss"].to(x.dtype)
     lt = cfg.loss_type
-    el, eh = cfg.epsilon, cfg.eps_high
-    grad = torch.empty((b, t), dtype=x.dtype, device=dev)
-    acc = _Acc(dev)
-    per_row_metric = seq and x.advantages.shape[1] == 1
-    for i0, i1 in _block_ranges(b, t, dev, block_elems):
-        m, mf, lp, old, ref, a = _load_block(x, i0, i1)
-        n = n_all[i0:i1]
-        c = c_all[i0:i1]
-        lr = lp - old
-        w = (lr * mf).sum(-1, keepdim=True) / n.clamp(min=1)[:, None] if seq else lr
-        q = torch.exp(w)
-        glp: torch.Tensor | float = 0.0
-        if lt == "cispo":
-            cq = q.clamp(max=eh)
-            ptl = -cq * a * lp
-            gq: torch.Tensor = torch.zeros_like(q)
-            glp = -cq * a
-            acc.add("cispo_clip", ((q > eh) & (a > 0)).expand_as(m).logical_and(m).sum())
-        elif lt == "sapo":
-            tau = torch.where(a > 0, cfg.sapo_temperature_pos, cfg.sapo_temperature_neg).to(x.dtype)
-            sg = torch.sigmoid(tau * (q - 1.0))
-            ptl = -(sg * 4.0 / tau) * a
-            gq = -4.0 * a * sg * (1.0 - sg)
-        else:
-            q2 = q.clamp(1.0 - el, 1.0 + eh)
-            inr = ((q >= 1.0 - el) & (q <= 1.0 + eh)).to(x.dtype)
-            if cfg.delta is not None:
-                q1 = q.clamp(max=cfg.delta)
-                pass1 = (q <= cfg.delta).to(x.dtype)
-            else:
-                q1, pass1 = q, torch.ones((), dtype=x.dtype, device=dev)
-            p1, p2 = q1 * a, q2 * a
-            ptl = -torch.minimum(p1, p2)
-            gq = -a * _pick(p1 < p2, p2 < p1, pass1.expand_as(p1), inr.expand_as(p2))
-            low = (q < 1.0 - el) & (a < 0)
-            high = (q > 1.0 + eh) & (a > 0)
-            if per_row_metric:
-                acc.add("low", low.sum())
-                acc.add("high", high.sum())
-                acc.add("region", (low | high).sum())
-                acc.add_rows("low_rows", low[:, 0].to(x.dtype))
-                acc.add_rows("high_rows", high[:, 0].to(x.dtype))
-            else:
-                lowf, highf = (low & m).to(x.dtype), (high & m).to(x.dtype)
-                acc.add("low", lowf.sum())
-                acc.add("high", highf.sum())
-                acc.add("region", ((low | high) & m).sum())
-                acc.add_rows("low_rows", lowf.sum(-1) / n)
-                acc.add_rows("high_rows", highf.sum(-1) / n)
-        if cfg.beta != 0.0:
-            assert ref is not None
-            kv, kg = trl_kl_value_and_grad(lp, ref)
-            if cfg.use_bias_correction_kl:
-                kl = kv * q
-                gq = gq + cfg.beta * kv
-                glp = glp + cfg.beta * kg * q
-            else:
-                kl = kv
-                glp = glp + cfg.beta * kg
-            ptl = ptl + cfg.beta * kl
-            acc.add("kl", (kl * mf).sum())
-        acc.add("loss", (ptl.expand_as(mf) * mf).sum(-1).mul(c).sum())
-        cw = c[:, None]
-        if seq:
-            gsum = (gq.expand_as(mf) * mf).sum(-1, keepdim=True) * cw
-            g = cw * glp + gsum * q / n.clamp(min=1)[:, None]
-        else:
-            g = cw * (gq * q + glp)
-        g = g.expand_as(mf)
-        torch.where(m, g, torch.zeros((), dtype=x.dtype, device=dev), out=grad[i0:i1])
-    loss = acc.sums["loss"].to(x.dtype)
     tok = max(float(total), 1.0)
+
+    def get(k: str) -> float:
+        return float(sums[k]) if k in sums else 0.0
+
     metrics: dict[str, float] = {}
     if cfg.beta != 0.0:
-        metrics["kl"] = acc.get("kl") / tok
+        metrics["kl"] = get("kl") / tok
     if lt == "cispo":
-        metrics["cispo_clip_ratio"] = acc.get("cispo_clip") / tok
+        metrics["cispo_clip_ratio"] = get("cispo_clip") / tok
     elif lt != "sapo":
         den = float(b) if per_row_metric else tok
-        metrics["clip_ratio/low_mean"] = acc.get("low") / den
-        metrics["clip_ratio/high_mean"] = acc.get("high") / den
-        metrics["clip_ratio/region_mean"] = acc.get("region") / den
-        lows = torch.cat(acc.rows["low_rows"]) if b else torch.zeros(0)
-        highs = torch.cat(acc.rows["high_rows"]) if b else torch.zeros(0)
+        metrics["clip_ratio/low_mean"] = get("low") / den
+        metrics["clip_ratio/high_mean"] = get("high") / den
+        metrics["clip_ratio/region_mean"] = get("region") / den
+        lows, highs = rows["low_rows"], rows["high_rows"]
         lows, highs = lows[~torch.isnan(lows)], highs[~torch.isnan(highs)]
         metrics["clip_ratio/low_min"] = float(lows.min()) if lows.numel() else float("nan")
         metrics["clip_ratio/high_max"] = float(highs.max()) if highs.numel() else float("nan")
@@ -428,6 +507,7 @@ def compute_loss(
     *,
     device: torch.device | str | None = None,
     block_elems: int | None = None,
+    use_compile: bool | None = None,
 ) -> LossOutput:
     """Loss, closed-form gradient and metrics for either flavour (the config's type picks it).
 
@@ -440,11 +520,15 @@ def compute_loss(
         config: `VerlLossConfig` or `TrlLossConfig`.
         device: where to compute (default: logp's device).
         block_elems: elements per row block (default: 64 Ki on CPU, one block on CUDA).
+        use_compile: run the block function through `torch.compile` (one fused pass; the first call per
+            config compiles, seconds to a minute). None = env `REFEREE_GRPO_COMPILE=1`, else eager.
 
     Returns:
         `LossOutput` (loss, grad already weighted by the aggregation, metrics).
     """
     x = prepare_inputs(logp, old_logp, ref_logp, advantages, mask, device)
+    if use_compile is None:
+        use_compile = os.environ.get("REFEREE_GRPO_COMPILE", "") == "1"
     if isinstance(config, VerlLossConfig):
-        return verl_loss(x, config, block_elems)
-    return trl_loss(x, config, block_elems)
+        return verl_loss(x, config, block_elems, use_compile)
+    return trl_loss(x, config, block_elems, use_compile)

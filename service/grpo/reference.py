@@ -69,7 +69,7 @@ def _verl_reference(x: LossInputs, lp: torch.Tensor, cfg: VerlLossConfig) -> tor
     elif mode == "cispo":
         pg = _agg(-torch.clamp(ratio, 1 - lo, 1 + hi).detach() * a * lp, mf, c)
     elif mode == "sapo":
-        tau = torch.where(a > 0, cfg.tau_pos, cfg.tau_neg).to(dt)
+        tau = torch.where(a > 0, torch.tensor(cfg.tau_pos, dtype=dt), torch.tensor(cfg.tau_neg, dtype=dt))
         pg = _agg(-torch.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau) * a, mf, c)
     elif mode == "geo_mean":
         sgn = torch.sign(a)

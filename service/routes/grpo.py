@@ -209,23 +209,24 @@ def grpo_advantages(req: AdvantagesRequest) -> AdvantagesResponse:
         else:
             sr = req.scale_rewards
             sr = "group" if sr is True else "none" if sr is False else sr
-            cfg = TrlAdvantageConfig(**({"scale_rewards": sr} if sr is not None else {}))
+            cfg = TrlAdvantageConfig(scale_rewards=sr) if sr is not None else TrlAdvantageConfig()
         adv = compute_advantages(
             rewards,
             cfg,
             group_ids=req.group_ids,
             group_size=req.group_size,
             lengths=torch.tensor(req.lengths) if req.lengths is not None else None,
-            reward_baselines=torch.tensor(req.reward_baselines) if req.reward_baselines is not None else None,
+            reward_baselines=torch.tensor(req.reward_baselines, dtype=torch.float64)
+            if req.reward_baselines is not None
+            else None,
         )
     except (GrpoConfigError, GrpoInputError) as e:
         raise HTTPException(422, str(e)) from e
     if adv.dim() == 2:
         lengths = req.lengths or []
-        return AdvantagesResponse(
-            token_advantages=[adv[i, : lengths[i]].tolist() for i in range(adv.shape[0])]
-        )
-    return AdvantagesResponse(advantages=adv.tolist())
+        tok = [adv[i, : lengths[i]].tolist() for i in range(adv.shape[0])]
+        return AdvantagesResponse(advantages=None, token_advantages=tok)
+    return AdvantagesResponse(advantages=adv.tolist(), token_advantages=None)
 
 
 def _tensor(x: Any, name: str, dtype: torch.dtype) -> torch.Tensor:

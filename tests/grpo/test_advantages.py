@@ -33,7 +33,9 @@ def test_trl_epsilon_and_dr_grpo():
         0.5,
         -0.5,
     ]
-    assert compute_advantages(r, verl(norm_adv_by_std_in_grpo=False), group_size=4).tolist() == [0.5, -0.5] * 2
+    assert (
+        compute_advantages(r, verl(norm_adv_by_std_in_grpo=False), group_size=4).tolist() == [0.5, -0.5] * 2
+    )
 
 
 def test_groups_by_ids_any_order_uneven():
@@ -47,7 +49,14 @@ def test_groups_by_ids_any_order_uneven():
 def test_all_equal_groups_give_exact_zero_both_flavors():
     r = torch.tensor([0.7] * 8 + [0.1] * 3, dtype=torch.float32)
     ids = [0] * 8 + [1] * 3
-    for cfg in (verl(), verl("rloo"), verl("opo"), verl("gpg"), TrlAdvantageConfig(), TrlAdvantageConfig(scale_rewards="batch")):
+    for cfg in (
+        verl(),
+        verl("rloo"),
+        verl("opo"),
+        verl("gpg"),
+        TrlAdvantageConfig(),
+        TrlAdvantageConfig(scale_rewards="batch"),
+    ):
         a = compute_advantages(r, cfg, group_ids=ids)
         assert (a == 0).all(), cfg
 

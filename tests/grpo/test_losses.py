@@ -31,17 +31,41 @@ def all_configs():
     out = []
     for mode in VERL_LOSS_MODES:
         for agg in VERL_AGG_MODES:
-            out.append(VerlLossConfig(loss_mode=mode, loss_agg_mode=agg, use_kl_loss=True, clip_cov_ratio=0.5,
-                                      clip_cov_lb=-10, clip_cov_ub=10, kl_cov_ratio=0.1, clip_ratio_high=0.28))
+            out.append(
+                VerlLossConfig(
+                    loss_mode=mode,
+                    loss_agg_mode=agg,
+                    use_kl_loss=True,
+                    clip_cov_ratio=0.5,
+                    clip_cov_lb=-10,
+                    clip_cov_ub=10,
+                    kl_cov_ratio=0.1,
+                    clip_ratio_high=0.28,
+                )
+            )
     for kt in ("k1", "abs", "k2", "k3", "low_var_kl+", "k1+", "abs+", "mse"):
-        out.append(VerlLossConfig(use_kl_loss=True, kl_loss_type=kt, loss_agg_mode="seq-mean-token-sum-norm",
-                                  loss_scale_factor=7))
+        out.append(
+            VerlLossConfig(
+                use_kl_loss=True,
+                kl_loss_type=kt,
+                loss_agg_mode="seq-mean-token-sum-norm",
+                loss_scale_factor=7,
+            )
+        )
     for lt in TRL_LOSS_TYPES:
         for lvl in ("token", "sequence"):
             for beta, bc, delta in ((0.0, True, None), (0.04, True, 1.5), (0.04, False, None)):
-                out.append(TrlLossConfig(loss_type=lt, importance_sampling_level=lvl, beta=beta,
-                                         use_bias_correction_kl=bc, delta=delta,
-                                         epsilon_high=5.0 if lt == "cispo" else 0.28, max_completion_length=9))
+                out.append(
+                    TrlLossConfig(
+                        loss_type=lt,
+                        importance_sampling_level=lvl,
+                        beta=beta,
+                        use_bias_correction_kl=bc,
+                        delta=delta,
+                        epsilon_high=5.0 if lt == "cispo" else 0.28,
+                        max_completion_length=9,
+                    )
+                )
     return out
 
 
@@ -59,8 +83,14 @@ def test_vanilla_hand_computed():
     assert out.grad[0].tolist() == pytest.approx([0.0, -r2 / 2])
     assert out.metrics["actor/pg_clipfrac"] == pytest.approx(0.5, abs=1e-8)
     # dual clip: A = -1, ratio e^2 = 7.39 > c = 3 -> loss = 3 (constant), zero gradient
-    out = compute_loss(torch.tensor([[2.0]], dtype=F64), torch.zeros(1, 1, dtype=F64), None,
-                       torch.tensor([-1.0], dtype=F64), torch.ones(1, 1, dtype=torch.bool), VerlLossConfig())
+    out = compute_loss(
+        torch.tensor([[2.0]], dtype=F64),
+        torch.zeros(1, 1, dtype=F64),
+        None,
+        torch.tensor([-1.0], dtype=F64),
+        torch.ones(1, 1, dtype=torch.bool),
+        VerlLossConfig(),
+    )
     assert out.loss.item() == pytest.approx(3.0) and out.grad.item() == 0.0
     assert out.metrics["actor/pg_clipfrac_lower"] == pytest.approx(1.0, abs=1e-7)
 
@@ -113,8 +143,11 @@ def test_closed_form_equals_autograd_random(cfg_i, seed, b, t, spread, block):
 
 
 @settings(max_examples=60, deadline=None)
-@given(cfg_i=st.integers(0, len(CONFIGS) - 1), seed=st.integers(0, 10_000),
-       garbage=st.sampled_from([math.nan, math.inf, -math.inf, 1e30, -7.0]))
+@given(
+    cfg_i=st.integers(0, len(CONFIGS) - 1),
+    seed=st.integers(0, 10_000),
+    garbage=st.sampled_from([math.nan, math.inf, -math.inf, 1e30, -7.0]),
+)
 def test_masked_positions_have_exactly_zero_grad(cfg_i, seed, garbage):
     cfg = CONFIGS[cfg_i]
     lp, old, ref, adv, m = batch(seed)
@@ -144,7 +177,9 @@ def test_bf16_and_fp32_inputs_accumulate_in_fp32():
     lp, old, ref, adv, m = batch(1, 8, 64)
     ref64 = compute_loss(lp, old, ref, adv, m, TrlLossConfig(loss_type="grpo", beta=0.04))
     for dt in (torch.float32, torch.bfloat16):
-        out = compute_loss(lp.to(dt), old.to(dt), ref.to(dt), adv.to(dt), m, TrlLossConfig(loss_type="grpo", beta=0.04))
+        out = compute_loss(
+            lp.to(dt), old.to(dt), ref.to(dt), adv.to(dt), m, TrlLossConfig(loss_type="grpo", beta=0.04)
+        )
         assert out.grad.dtype == torch.float32
         tol = 1e-5 if dt == torch.float32 else 0.05
         assert torch.allclose(out.loss.double(), ref64.loss, atol=tol, rtol=tol)
@@ -153,16 +188,30 @@ def test_bf16_and_fp32_inputs_accumulate_in_fp32():
 def test_flavors_agree_where_grpo_md_says():
     lp, old, ref, adv, m = batch(7, 8, 16, empty_row=False)
     pairs = [
-        (TrlLossConfig(loss_type="grpo", beta=0.04, use_bias_correction_kl=False),
-         VerlLossConfig(loss_agg_mode="seq-mean-token-mean", use_kl_loss=True, kl_loss_coef=0.04, clip_ratio_c=1e9)),
+        (
+            TrlLossConfig(loss_type="grpo", beta=0.04, use_bias_correction_kl=False),
+            VerlLossConfig(
+                loss_agg_mode="seq-mean-token-mean", use_kl_loss=True, kl_loss_coef=0.04, clip_ratio_c=1e9
+            ),
+        ),
         (TrlLossConfig(loss_type="bnpo"), VerlLossConfig(clip_ratio_c=1e9)),
-        (TrlLossConfig(loss_type="dapo", epsilon_high=0.28), VerlLossConfig(clip_ratio_high=0.28, clip_ratio_c=1e9)),
-        (TrlLossConfig(loss_type="dr_grpo", max_completion_length=1024),
-         VerlLossConfig(loss_agg_mode="seq-mean-token-sum-norm", loss_scale_factor=1024, clip_ratio_c=1e9)),
-        (TrlLossConfig(loss_type="grpo", importance_sampling_level="sequence"),
-         VerlLossConfig(loss_mode="gspo", loss_agg_mode="seq-mean-token-mean")),
+        (
+            TrlLossConfig(loss_type="dapo", epsilon_high=0.28),
+            VerlLossConfig(clip_ratio_high=0.28, clip_ratio_c=1e9),
+        ),
+        (
+            TrlLossConfig(loss_type="dr_grpo", max_completion_length=1024),
+            VerlLossConfig(loss_agg_mode="seq-mean-token-sum-norm", loss_scale_factor=1024, clip_ratio_c=1e9),
+        ),
+        (
+            TrlLossConfig(loss_type="grpo", importance_sampling_level="sequence"),
+            VerlLossConfig(loss_mode="gspo", loss_agg_mode="seq-mean-token-mean"),
+        ),
         (TrlLossConfig(loss_type="sapo"), VerlLossConfig(loss_mode="sapo")),
-        (TrlLossConfig(loss_type="grpo", delta=3.0), VerlLossConfig(loss_agg_mode="seq-mean-token-mean", clip_ratio_c=3.0)),
+        (
+            TrlLossConfig(loss_type="grpo", delta=3.0),
+            VerlLossConfig(loss_agg_mode="seq-mean-token-mean", clip_ratio_c=3.0),
+        ),
     ]
     for trl, verl in pairs:
         a = compute_loss(lp, old, ref, adv, m, trl)
@@ -179,7 +228,9 @@ def test_flavors_agree_where_grpo_md_says():
 def test_empty_rows_conventions():
     lp, old, ref, adv, m = batch(2, 16, 8)
     m[0] = False
-    v = compute_loss(lp, old, ref, adv, m, VerlLossConfig(loss_agg_mode="seq-mean-token-mean", clip_ratio_c=1e9))
+    v = compute_loss(
+        lp, old, ref, adv, m, VerlLossConfig(loss_agg_mode="seq-mean-token-mean", clip_ratio_c=1e9)
+    )
     t = compute_loss(lp, old, ref, adv, m, TrlLossConfig(loss_type="grpo"))
     assert v.loss.item() == pytest.approx(t.loss.item() * 16 / 15)
     none = torch.zeros_like(m)
@@ -192,3 +243,22 @@ def test_clip_cov_seed_is_deterministic():
     cfg = VerlLossConfig(loss_mode="clip_cov", clip_cov_ratio=0.05, clip_cov_lb=-5, clip_cov_ub=5, seed=3)
     a, b = compute_loss(lp, old, ref, adv, m, cfg), compute_loss(lp, old, ref, adv, m, cfg)
     assert torch.equal(a.grad, b.grad) and a.metrics["actor/pg_clipfrac"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TrlLossConfig(loss_type="grpo", beta=0.04, importance_sampling_level="sequence"),
+        VerlLossConfig(use_kl_loss=True, loss_agg_mode="seq-mean-token-mean"),
+    ],
+    ids=["trl-grpo-seq-kl", "verl-vanilla-kl"],
+)
+def test_compiled_path_matches_eager(cfg):
+    lp, old, ref, adv, m = batch(4, 16, 40)
+    lp, old, ref, adv = (x.float() for x in (lp, old, ref, adv))
+    e = compute_loss(lp, old, ref, adv, m, cfg, use_compile=False)
+    c = compute_loss(lp, old, ref, adv, m, cfg, use_compile=True)
+    assert torch.allclose(e.grad, c.grad, atol=1e-6, rtol=1e-5)
+    assert torch.allclose(e.loss, c.loss, atol=1e-6, rtol=1e-5)
+    assert (c.grad[~m] == 0).all()
