@@ -19,9 +19,11 @@ from trainer.adapters import slime, trl, verl
 from trainer.client import ClientConfig, RefereeClient
 from trainer.engine import GRPOOptions, HttpEngine
 from trainer.loop import HttpScorer, TrainConfig, train
+from verifiers import registry
 
 GOOD = "<think>\n6*7=42\n</think>\n<answer>\n42\n</answer>"
-HAS_MATH = "math" in {s.name for s in verifiers.specs()} if hasattr(verifiers, "specs") else False
+verifiers.load_builtin()
+HAS_MATH = "math" in registry.names()
 needs_math = pytest.mark.skipif(not HAS_MATH, reason="the math verifier is not on this branch yet")
 
 
