@@ -31,7 +31,7 @@ def default_score_options(cfg: TrainConfig) -> dict[str, Any]:
     (a gradient towards the template from a random policy), and ``think_in_prompt`` when the prompt
     opened the think block.
     """
-    return {"format": {"tag_count": True, "think_in_prompt": cfg.think_in_prompt}}
+    return {"format": {"tag_count": True, "think_in_prompt": cfg.think_in_prompt, "mode": cfg.format_mode}}
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,15 @@ class HttpScorer:
 class LocalToyScorer:
     """Offline scorer of the toy task: the service's rules (accuracy + weighted tag_count format)."""
 
-    def __init__(self, format_weight: float = 0.5, think_in_prompt: bool = True) -> None:
+    def __init__(self, format_weight: float = 0.5, think_in_prompt: bool = True, mode: str = "strict") -> None:
         self.format_weight = format_weight
         self.think_in_prompt = think_in_prompt
+        self.mode = mode
 
     def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Judged]:
         out = []
         for p, c in zip(problems, completions, strict=True):
-            j = toy_judgement(c, p.answer, self.think_in_prompt)
+            j = toy_judgement(c, p.answer, self.think_in_prompt, self.mode)
             out.append(Judged(j["accuracy"] + self.format_weight * j["format"], j["accuracy"], j["strict"]))
         return out
 
@@ -116,6 +117,7 @@ class TrainConfig:
     # R1-Zero / TinyZero style: the prompt ends with "<think>", the completion continues inside it
     # (scored with the format verifier's think_in_prompt option).
     think_in_prompt: bool = True
+    format_mode: str = "strict"  # the format verifier's mode: strict | lenient
     entropy_coeff: float = 0.02  # verl actor.entropy_coeff: keeps groups diverse (0 = off)
     cpu_threads: int | None = 1  # torch.set_num_threads on CPU (None: leave torch's default)
 

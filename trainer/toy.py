@@ -114,22 +114,30 @@ class ArithmeticTask:
 STRICT_TEMPLATE = re.compile(
     r"^\s*<think>(?=\s*[^\s<])[^<]*</think>\s*<answer>(?=\s*[^\s<])([^<]*)</answer>\s*$"
 )
+# Lenient mode: any tag-free text before, between and after, still exactly one ordered pair.
+LENIENT_TEMPLATE = re.compile(
+    r"^[^<]*<think>(?=\s*[^\s<])[^<]*</think>[^<]*<answer>(?=\s*[^\s<])([^<]*)</answer>[^<]*$"
+)
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 
 
-def toy_judgement(completion: str, answer: str, think_in_prompt: bool = False) -> dict[str, float]:
+def toy_judgement(
+    completion: str, answer: str, think_in_prompt: bool = False, mode: str = "strict"
+) -> dict[str, float]:
     """The toy task's reward parts, computed locally with the service's rules (offline runs, tests).
 
     ``accuracy``: the last ``<answer>`` block equals the gold. ``format``: 1.0 for the strict R1-Zero
     template, else open-r1's tag_count partial credit capped at 0.75 (the service's
     ``{"format": {"tag_count": true}}``). ``strict``: the template alone (0/1). With
     ``think_in_prompt`` the prompt opened the think block, so ``<think>`` is prepended before judging
-    (as the service's ``think_in_prompt`` option does).
+    (as the service's ``think_in_prompt`` option does); ``mode`` is the format verifier's ``strict`` /
+    ``lenient``.
     """
     if think_in_prompt:
         completion = "<think>" + completion
     found = ANSWER_TAG.findall(completion)
     acc = 1.0 if found and found[-1].strip() == answer else 0.0
-    strict = 1.0 if STRICT_TEMPLATE.match(completion) else 0.0
+    template = STRICT_TEMPLATE if mode == "strict" else LENIENT_TEMPLATE
+    strict = 1.0 if template.match(completion) else 0.0
     tags = sum(0.25 for t in TAGS if completion.count(t) == 1)
     return {"accuracy": acc, "format": strict or min(tags, 0.75), "strict": strict, "tag_count": tags}

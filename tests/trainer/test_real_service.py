@@ -88,8 +88,11 @@ def test_toy_steps_over_the_real_service(env: FakeReferee, tmp_path) -> None:  #
     assert len(history) == 2 and (tmp_path / "curves.png").exists()
 
 
+@pytest.mark.parametrize("mode", ["strict", "lenient"])
 @pytest.mark.parametrize("think_in_prompt", [False, True])
-def test_toy_format_rules_equal_the_real_format_verifier(env: FakeReferee, think_in_prompt: bool) -> None:
+def test_toy_format_rules_equal_the_real_format_verifier(
+    env: FakeReferee, think_in_prompt: bool, mode: str
+) -> None:
     """The offline toy scorer and the tests' stand-in use the service's format rules: check it."""
     from trainer.toy import toy_judgement
 
@@ -103,17 +106,20 @@ def test_toy_format_rules_equal_the_real_format_verifier(env: FakeReferee, think
         body + "9",
         "33",
         "<think>\n1\n</think>\n<think>\n",
+        "12\n</think>\n3-\n<answer>\n7\n</answer>45",
+        "=\n</think>\n\n<answer>\n\n</answer>",
+        "\n<answer>\n7\n</answer>",
     ]
     items = [
         {
             "id": str(i),
             "completion": c,
             "verifier": "format",
-            "options": {"format": {"tag_count": True, "think_in_prompt": think_in_prompt}},
+            "options": {"format": {"tag_count": True, "think_in_prompt": think_in_prompt, "mode": mode}},
         }
         for i, c in enumerate(completions)
     ]
     results = RefereeClient(ClientConfig(base_url=env.url)).score(items)
     service = [r["components"]["format"] for r in results]
-    local = [toy_judgement(c, "7", think_in_prompt)["format"] for c in completions]
+    local = [toy_judgement(c, "7", think_in_prompt, mode)["format"] for c in completions]
     assert service == local
