@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-think-in-prompt", action="store_true", help="the completion must open <think> itself"
     )
+    p.add_argument("--format-mode", choices=("strict", "lenient"), default=None, help="format verifier mode")
     p.add_argument(
         "--model-path", default=None, help="a local Hugging Face causal LM instead of the toy policy"
     )
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         num_iterations=args.num_iterations,
         entropy_coeff=args.entropy_coeff,
         think_in_prompt=not args.no_think_in_prompt,
+        **({"format_mode": args.format_mode} if args.format_mode else {}),
         seed=args.seed,
         max_operand=args.max_operand,
         options=options,

@@ -82,7 +82,9 @@ class HttpScorer:
 class LocalToyScorer:
     """Offline scorer of the toy task: the service's rules (accuracy + weighted tag_count format)."""
 
-    def __init__(self, format_weight: float = 0.5, think_in_prompt: bool = True, mode: str = "strict") -> None:
+    def __init__(
+        self, format_weight: float = 0.5, think_in_prompt: bool = True, mode: str = "strict"
+    ) -> None:
         self.format_weight = format_weight
         self.think_in_prompt = think_in_prompt
         self.mode = mode
