@@ -34,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-operand", type=int, default=4, help="toy task: a+b with a, b in 0..N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--no-think-in-prompt", action="store_true", help="the completion must open <think> itself"
+        "--think-in-prompt",
+        action="store_true",
+        help="the prompt ends with <think> (R1-Zero / TinyZero style)",
     )
     p.add_argument("--format-mode", choices=("strict", "lenient"), default=None, help="format verifier mode")
     p.add_argument(
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         num_iterations=args.num_iterations,
         entropy_coeff=args.entropy_coeff,
-        think_in_prompt=not args.no_think_in_prompt,
+        think_in_prompt=args.think_in_prompt,
         **({"format_mode": args.format_mode} if args.format_mode else {}),
         seed=args.seed,
         max_operand=args.max_operand,

@@ -83,7 +83,7 @@ class LocalToyScorer:
     """Offline scorer of the toy task: the service's rules (accuracy + weighted tag_count format)."""
 
     def __init__(
-        self, format_weight: float = 0.5, think_in_prompt: bool = True, mode: str = "strict"
+        self, format_weight: float = 0.5, think_in_prompt: bool = False, mode: str = "strict"
     ) -> None:
         self.format_weight = format_weight
         self.think_in_prompt = think_in_prompt
@@ -116,9 +116,10 @@ class TrainConfig:
     model_path: str | None = None  # a local Hugging Face causal LM instead of the toy policy
     device: str | None = None
     out_dir: str = "runs/toy"
-    # R1-Zero / TinyZero style: the prompt ends with "<think>", the completion continues inside it
-    # (scored with the format verifier's think_in_prompt option).
-    think_in_prompt: bool = True
+    # R1-Zero / TinyZero style prompt ending with "<think>" (scored with the format verifier's
+    # think_in_prompt option). Off by default: measured, the toy then learns the sums first and the
+    # template less often (docs/trainers.md).
+    think_in_prompt: bool = False
     format_mode: str = "strict"  # the format verifier's mode: strict | lenient
     entropy_coeff: float = 0.02  # verl actor.entropy_coeff: keeps groups diverse (0 = off)
     cpu_threads: int | None = 1  # torch.set_num_threads on CPU (None: leave torch's default)

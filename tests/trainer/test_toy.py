@@ -77,7 +77,7 @@ def test_sampling_mask_and_logprobs() -> None:
 
 
 def test_local_scorer_weights() -> None:
-    [j] = LocalToyScorer(0.5, think_in_prompt=False)([Problem("3+4=", "7")], [GOOD])
+    [j] = LocalToyScorer(0.5)([Problem("3+4=", "7")], [GOOD])
     assert (j.reward, j.accuracy, j.format_ok) == (1.5, 1.0, 1.0)
     # the prompt opened <think>: the completion continues inside the block
     [j] = LocalToyScorer(0.5, think_in_prompt=True)([Problem("3+4=", "7")], [GOOD.removeprefix("<think>\n")])
