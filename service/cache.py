@@ -7,6 +7,7 @@ degrades to a miss and is counted, it never fails a request.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections import OrderedDict
@@ -25,14 +26,21 @@ CACHEABLE = frozenset({"ok", "wrong", "no_answer", "format_error", "invalid"})
 _PREFIX = "referee:v1:"
 
 
-def cache_key(task: ItemTask, extra: Any = None) -> str:
-    parts = [
-        [c.component, c.verifier, get(c.verifier).version, c.reference, asdict(c.config)] for c in task.checks
-    ]
-    blob = orjson.dumps(
-        {"c": task.completion, "k": parts, "x": extra}, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+def cache_key(task: ItemTask) -> str:
+    digest = hashlib.sha256(task.completion.encode("utf-8", "surrogatepass"))
+    for c in task.checks:
+        digest.update(b"\x00")
+        digest.update(_check_identity(c.component, c.verifier, c.config))
+        digest.update(orjson.dumps(c.reference, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
+    return _PREFIX + digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_identity(component: str, verifier: str, config: Any) -> bytes:
+    """What identifies a check apart from its reference; configs are frozen, so this is cached."""
+    return orjson.dumps(
+        [component, verifier, get(verifier).version, asdict(config)], option=orjson.OPT_SORT_KEYS
     )
-    return _PREFIX + hashlib.sha256(blob).hexdigest()
 
 
 def encode(verdicts: dict[str, Verdict]) -> bytes:

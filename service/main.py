@@ -6,7 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
 
 from service.config import Settings, get_settings
 from service.metrics import Metrics
@@ -22,10 +23,30 @@ Rule-based rewards for RL of reasoning models (GRPO, DeepSeek-R1 style), as a se
 
 * `POST /score`: accuracy (math equivalence, code run in a sandbox), format (`<think>…</think><answer>…</answer>`)
   and language-consistency rewards for a batch of completions, each with a `status`.
+* `POST /grpo/advantages`, `POST /grpo/loss`: group-relative advantages and the GRPO/PPO loss with d loss / d
+  log-prob per token (JSON, or `application/vnd.safetensors` bodies for large tensors), verl and TRL flavours.
 * Health: `GET /healthz` (liveness), `GET /readyz` (readiness), `GET /metrics` (Prometheus).
 
 When `REFEREE_API_TOKEN` is set, every route but the health checks needs `Authorization: Bearer <token>`.
 """
+
+
+def grpo_router() -> APIRouter:
+    """The GRPO routes, or, where torch is not installed, routes that say how to get them."""
+    try:
+        from service.routes.grpo import router
+    except ImportError as e:
+        missing = str(e)
+        router = APIRouter(tags=["grpo"])
+
+        @router.post("/grpo/advantages", include_in_schema=False)
+        @router.post("/grpo/loss", include_in_schema=False)
+        async def grpo_unavailable() -> JSONResponse:
+            return JSONResponse(
+                {"detail": f"the GRPO engine needs torch: pip install 'referee[grpo]' ({missing})"}, status_code=501
+            )
+
+    return router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            batcher = getattr(app.state, "grpo_batcher", None)
+            if batcher is not None:
+                batcher.close()
             await scorer.close()
 
     app = FastAPI(
@@ -51,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_tags=[
             {"name": "score", "description": "Rewards for completions."},
+            {"name": "grpo", "description": "GRPO advantages, and the clipped-surrogate loss with its gradient."},
             {"name": "health", "description": "Probes and metrics."},
         ],
     )
@@ -58,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(health.router)
     app.include_router(score.router)
+    app.include_router(grpo_router())
     install_docs(app)
     # Outermost first: metrics see every answer, auth runs before the body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

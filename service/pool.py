@@ -13,6 +13,7 @@ for the answer with ``loop.add_reader`` (no threads).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import multiprocessing
@@ -70,21 +71,35 @@ def _worker_main(conn: Connection, memory_mb: int, preload: Sequence[str]) -> No
         return
     while True:
         try:
-            fn, arg = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             return
-        try:
-            reply: tuple[str, Any] = ("ok", fn(arg))
-        except MemoryError:
-            reply = ("error", "the verifier exceeded its memory limit")
-        except BaseException as e:  # noqa: BLE001 - report, never die silently
-            reply = ("error", f"{type(e).__name__}: {e}"[:2000])
-        try:
-            conn.send(reply)
-        except (BrokenPipeError, OSError):
-            return
-        except Exception as e:  # noqa: BLE001 - e.g. an unpicklable result
-            conn.send(("error", f"could not return the result: {type(e).__name__}: {e}"[:2000]))
+        if message[0] != "chunk":  # a late "skip" for a chunk already finished
+            continue
+        _, seq, chunk = message
+        skipped: set[int] = set()
+        # One message carries several tasks (less IPC); each answer goes back as soon as it is
+        # ready, so the parent can time every task on its own and kill us on the first overrun.
+        for index, (fn, arg) in enumerate(chunk):
+            while conn.poll():  # callers that went away: their tasks are skipped, not run
+                control = conn.recv()
+                if control[0] == "skip" and control[1] == seq:
+                    skipped.add(control[2])
+            if index in skipped:
+                conn.send(("skipped", None))
+                continue
+            try:
+                reply: tuple[str, Any] = ("ok", fn(arg))
+            except MemoryError:
+                reply = ("error", "the verifier exceeded its memory limit")
+            except BaseException as e:  # noqa: BLE001 - report, never die silently
+                reply = ("error", f"{type(e).__name__}: {e}"[:2000])
+            try:
+                conn.send(reply)
+            except (BrokenPipeError, OSError):
+                return
+            except Exception as e:  # noqa: BLE001 - e.g. an unpicklable result
+                conn.send(("error", f"could not return the result: {type(e).__name__}: {e}"[:2000]))
 
 
 class _Worker:
@@ -133,18 +148,22 @@ class ProcessPool:
         memory_mb: int = 2048,
         preload: Sequence[str] = (),
         start_timeout_s: float = 120.0,
+        max_chunk: int = 32,
     ) -> None:
         self.size = max(1, size)
         self.max_queue = max_queue
         self.memory_mb = memory_mb
         self.preload = tuple(preload)
         self.start_timeout_s = start_timeout_s
+        self.max_chunk = max(1, max_chunk)
         self._ctx = multiprocessing.get_context("spawn")
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._pending: collections.deque[_Job] = collections.deque()
+        self._work = asyncio.Condition()
         self._runners: list[asyncio.Task[None]] = []
         self._ready = 0
         self._busy = 0
         self._closed = False
+        self._seq = 0
         self.restarts = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -167,15 +186,15 @@ class ProcessPool:
         for t in self._runners:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        while not self._queue.empty():
-            job = self._queue.get_nowait()
+        while self._pending:
+            job = self._pending.popleft()
             if not job.future.done():
                 job.future.set_exception(PoolClosedError("the pool is shutting down"))
 
     # --- state ---------------------------------------------------------------------------------
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
     @property
     def busy(self) -> int:
@@ -187,16 +206,45 @@ class ProcessPool:
 
     def try_admit(self, n: int) -> bool:
         """Backpressure: may ``n`` more tasks be queued now?"""
-        return not self._closed and self._queue.qsize() + n <= self.max_queue
+        return not self._closed and len(self._pending) + n <= self.max_queue
 
     # --- work ----------------------------------------------------------------------------------
     async def run(self, fn: Callable[[Any], Any], arg: Any, timeout_s: float) -> PoolResult:
         if self._closed:
             raise PoolClosedError("the pool is shutting down")
         future: asyncio.Future[PoolResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, arg, timeout_s, future))
-        # Cancelling the caller cancels the future; a runner skips jobs whose future is done.
+        self._pending.append(_Job(fn, arg, timeout_s, future))
+        async with self._work:
+            self._work.notify()
+        # Cancelling the caller cancels the future; runners skip jobs whose future is done.
         return await future
+
+    async def _take(self) -> list[_Job]:
+        """The next chunk: a fair share of what is waiting, at most ``max_chunk``, cancelled jobs dropped."""
+        async with self._work:
+            while True:
+                while self._pending and self._pending[0].future.done():
+                    self._pending.popleft()
+                if self._pending:
+                    break
+                await self._work.wait()
+            share = min(self.max_chunk, max(1, len(self._pending) // self.size))
+            jobs: list[_Job] = []
+            while self._pending and len(jobs) < share:
+                job = self._pending.popleft()
+                if not job.future.done():
+                    jobs.append(job)
+            if self._pending:
+                self._work.notify()  # more left: wake another runner
+            return jobs
+
+    async def _requeue(self, jobs: list[_Job]) -> None:
+        """Jobs that never started because their worker died go back to the front of the line."""
+        live = [j for j in jobs if not j.future.done()]
+        self._pending.extendleft(reversed(live))
+        if live:
+            async with self._work:
+                self._work.notify()
 
     async def _start_worker(self) -> _Worker:
         worker = _Worker(self._ctx, self.memory_mb, self.preload)
@@ -222,13 +270,10 @@ class ProcessPool:
                         await asyncio.sleep(1.0)
                         continue
                     self._ready += 1
-                job = await self._queue.get()
-                if job.future.done():  # the caller went away while the job was queued
-                    continue
+                jobs = await self._take()
                 self._busy += 1
-                started = time.perf_counter()
                 try:
-                    result, alive = await self._execute(worker, job)
+                    alive = await self._execute(worker, jobs)
                 finally:
                     self._busy -= 1
                 if not alive:
@@ -236,34 +281,67 @@ class ProcessPool:
                     worker.kill()
                     worker = None
                     self.restarts += 1
-                if not job.future.done():
-                    job.future.set_result(
-                        PoolResult(
-                            result.outcome, result.value, result.message, time.perf_counter() - started
-                        )
-                    )
         finally:
             if worker is not None:
                 self._ready -= 1
                 worker.kill()
 
-    async def _execute(self, worker: _Worker, job: _Job) -> tuple[PoolResult, bool]:
+    async def _execute(self, worker: _Worker, jobs: list[_Job]) -> bool:
+        """Run a chunk; each job has its own deadline from the moment the previous one answered."""
+        self._seq += 1
+        seq = self._seq
         try:
-            worker.conn.send((job.fn, job.arg))
+            worker.conn.send(("chunk", seq, [(job.fn, job.arg) for job in jobs]))
         except (OSError, ValueError) as e:
-            return PoolResult("crashed", message=f"could not send the task: {e}"), False
+            _resolve(jobs[0], PoolResult("crashed", message=f"could not send the task: {e}"))
+            await self._requeue(jobs[1:])
+            return False
+
+        def skip_when_cancelled(index: int) -> Callable[[asyncio.Future[PoolResult]], None]:
+            def callback(future: asyncio.Future[PoolResult]) -> None:
+                if future.cancelled():
+                    with contextlib.suppress(OSError, ValueError):
+                        worker.conn.send(("skip", seq, index))
+
+            return callback
+
+        callbacks = [skip_when_cancelled(i) for i in range(len(jobs))]
+        for job, callback in zip(jobs, callbacks, strict=True):
+            job.future.add_done_callback(callback)
         try:
-            kind, payload = await _recv(worker.conn, job.timeout_s)
-        except TimeoutError:
-            return PoolResult(
-                "timeout", message=f"exceeded the {job.timeout_s:g} s limit; worker killed"
-            ), False
-        except (EOFError, OSError):
-            code = worker.proc.exitcode
-            return PoolResult("crashed", message=f"the worker died (exit code {code})"), False
-        if kind == "ok":
-            return PoolResult("ok", payload), True
-        return PoolResult("error", message=str(payload)), True
+            return await self._collect(worker, jobs)
+        finally:
+            for job, callback in zip(jobs, callbacks, strict=True):
+                job.future.remove_done_callback(callback)
+
+    async def _collect(self, worker: _Worker, jobs: list[_Job]) -> bool:
+        for i, job in enumerate(jobs):
+            started = time.perf_counter()
+            try:
+                kind, payload = await _recv(worker.conn, job.timeout_s)
+            except TimeoutError:
+                message = f"exceeded the {job.timeout_s:g} s limit; worker killed"
+                _resolve(job, PoolResult("timeout", message=message, elapsed_s=time.perf_counter() - started))
+                await self._requeue(jobs[i + 1 :])
+                return False
+            except (EOFError, OSError):
+                message = f"the worker died (exit code {worker.proc.exitcode})"
+                _resolve(job, PoolResult("crashed", message=message, elapsed_s=time.perf_counter() - started))
+                await self._requeue(jobs[i + 1 :])
+                return False
+            elapsed = time.perf_counter() - started
+            if kind == "ok":
+                _resolve(job, PoolResult("ok", payload, elapsed_s=elapsed))
+            elif kind == "skipped":  # its caller is gone
+                continue
+            else:
+                _resolve(job, PoolResult("error", message=str(payload), elapsed_s=elapsed))
+        return True
+
+
+def _resolve(job: _Job, result: PoolResult) -> None:
+    if not job.future.done():
+        job.future.set_result(result)
 
 
 def default_pool_size() -> int:

@@ -159,7 +159,6 @@ class Scorer:
         return ScoreResponse(results=await self.score_prepared(prepared))
 
     async def score_prepared(self, prepared: Sequence[PreparedItem]) -> list[ItemResult]:
-        started = time.perf_counter()
         runnable = [p for p in prepared if p.task is not None and p.key is not None]
         cached = await self.cache.get_many([p.key for p in runnable if p.key is not None])
         hits: dict[int, dict[str, Verdict]] = {}
@@ -185,7 +184,6 @@ class Scorer:
         )
 
         results: list[ItemResult] = []
-        batch_ms = (time.perf_counter() - started) * 1000
         for p in prepared:
             if p.error is not None or p.task is None:
                 result = _invalid_result(p)
@@ -193,9 +191,7 @@ class Scorer:
                 result = combine(p, hits[id(p)], elapsed_ms=0.0, cached=True)
             else:
                 verdicts, elapsed = fresh[id(p)]
-                result = combine(
-                    p, verdicts, elapsed_ms=elapsed * 1000 if elapsed else batch_ms, cached=False
-                )
+                result = combine(p, verdicts, elapsed_ms=elapsed * 1000, cached=False)
             self.metrics.items.labels(p.primary or "none", result.status).inc()
             if not result.cached:
                 self.metrics.item_seconds.labels(p.primary or "none").observe(result.elapsed_ms / 1000)
@@ -203,25 +199,34 @@ class Scorer:
         return results
 
     async def _run(self, p: PreparedItem) -> tuple[dict[str, Verdict], float]:
+        """Verdicts of one item and the time spent judging it (not waiting in the queue)."""
         assert p.task is not None
-        started = time.perf_counter()
         pool_task = _pool_part(p.task)
         sandbox_checks = [c for c in p.task.checks if verifiers.get(c.verifier).runs_in == "sandbox"]
-        jobs: list[Any] = []
+        if not sandbox_checks and pool_task is not None:  # the common case: one pool job, no gather
+            result = await self.pool.run(run_item_task, pool_task, self.settings.item_timeout_s)
+            return _from_pool(result, pool_task), result.elapsed_s
+        jobs: list[Any] = [self._run_sandboxed(p.task.completion, check) for check in sandbox_checks]
         if pool_task is not None:
             jobs.append(self.pool.run(run_item_task, pool_task, self.settings.item_timeout_s))
-        for check in sandbox_checks:
-            jobs.append(self._run_sandboxed(p.task.completion, check))
         outcomes = await asyncio.gather(*jobs)
         verdicts: dict[str, Verdict] = {}
-        if pool_task is not None:
-            verdicts.update(_from_pool(outcomes[0], pool_task, self.settings.item_timeout_s))
-            outcomes = outcomes[1:]
-        for check, verdict in zip(sandbox_checks, outcomes, strict=True):
+        elapsed = 0.0
+        for check, (verdict, seconds) in zip(sandbox_checks, outcomes, strict=False):
             verdicts[check.component] = verdict
-        return verdicts, time.perf_counter() - started
+            elapsed = max(elapsed, seconds)
+        if pool_task is not None:
+            result = outcomes[-1]
+            verdicts.update(_from_pool(result, pool_task))
+            elapsed = max(elapsed, result.elapsed_s)
+        return verdicts, elapsed
 
-    async def _run_sandboxed(self, completion: str, check: Check) -> Verdict:
+    async def _run_sandboxed(self, completion: str, check: Check) -> tuple[Verdict, float]:
+        started = time.perf_counter()
+        verdict = await self._sandboxed_verdict(completion, check)
+        return verdict, time.perf_counter() - started
+
+    async def _sandboxed_verdict(self, completion: str, check: Check) -> Verdict:
         if self.sandbox is None:
             return Verdict(
                 "sandbox_error",
@@ -363,7 +368,7 @@ def _pool_part(task: ItemTask | None) -> ItemTask | None:
     return replace(task, checks=checks) if checks else None
 
 
-def _from_pool(result: PoolResult, task: ItemTask, timeout_s: float) -> dict[str, Verdict]:
+def _from_pool(result: PoolResult, task: ItemTask) -> dict[str, Verdict]:
     if result.outcome == "ok":
         verdicts: dict[str, Verdict] = result.value
         return verdicts

@@ -8,6 +8,7 @@ enters cache keys (bump it whenever the verifier's judgement can change).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -32,7 +33,9 @@ class VerifierSpec:
     description: str = ""
 
     def build_config(self, options: Mapping[str, Any] | None) -> Any:
-        return config_from_options(self.config_type, options or {}, verifier=self.name)
+        if not options:
+            return _default_config(self.config_type)
+        return config_from_options(self.config_type, options, verifier=self.name)
 
 
 class UnknownVerifierError(KeyError):
@@ -94,6 +97,16 @@ def specs() -> list[VerifierSpec]:
     return [_REGISTRY[n] for n in names()]
 
 
+@functools.lru_cache(maxsize=256)
+def _default_config(config_type: type) -> Any:
+    return config_type()
+
+
+@functools.lru_cache(maxsize=256)
+def _hints(config_type: type) -> dict[str, Any]:
+    return typing.get_type_hints(config_type)
+
+
 def config_from_options(config_type: type, options: Mapping[str, Any], *, verifier: str) -> Any:
     """Build a frozen config from a JSON options dict, refusing unknown keys and wrong types."""
     fields = {f.name: f for f in dataclasses.fields(config_type)}
@@ -102,7 +115,7 @@ def config_from_options(config_type: type, options: Mapping[str, Any], *, verifi
         raise VerifierInputError(
             f"unknown option(s) {unknown} for verifier {verifier!r}; valid options are: {sorted(fields)}"
         )
-    hints = typing.get_type_hints(config_type)
+    hints = _hints(config_type)
     values: dict[str, Any] = {}
     for key, value in options.items():
         values[key] = _coerce(hints[key], value, f"{verifier}.{key}")

@@ -106,7 +106,7 @@ def _add(st: Stats, name: str, value: torch.Tensor) -> None:
 
 def _block_ranges(b: int, t: int, device: torch.device, block_elems: int | None) -> list[tuple[int, int]]:
     if block_elems is None:
-        block_elems = 1 << 62 if device.type == "cuda" else 1 << 16
+        block_elems = 1 << 62 if device.type == "cuda" else 1 << 18
     rows = max(1, block_elems // max(t, 1))
     return [(i, min(b, i + rows)) for i in range(0, b, rows)]
 
@@ -519,7 +519,7 @@ def compute_loss(
         mask: (B, T) response mask (bool or 0/1).
         config: `VerlLossConfig` or `TrlLossConfig`.
         device: where to compute (default: logp's device).
-        block_elems: elements per row block (default: 64 Ki on CPU, one block on CUDA).
+        block_elems: elements per row block (default: 256 Ki on CPU, one block on CUDA).
         use_compile: run the block function through `torch.compile` (one fused pass; the first call per
             config compiles, seconds to a minute). None = env `REFEREE_GRPO_COMPILE=1`, else eager.
 

@@ -13,7 +13,6 @@ import warnings
 from typing import Any
 
 import torch
-from safetensors.torch import save as st_save
 
 SAFETENSORS_MEDIA_TYPE = "application/vnd.safetensors"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -24,9 +23,38 @@ class WireError(ValueError):
 
 
 def encode(tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> bytes:
-    """Serialise tensors (made contiguous, on CPU) and JSON-able metadata values to safetensors bytes."""
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    return st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=meta)
+    """Serialise tensors and JSON-able metadata values to a safetensors body with one copy per tensor.
+
+    (`safetensors.torch.save` made several copies per array: 50 ms of a 512 x 4096 request on our VM.)
+    Tensors are laid out by descending element size, so every tensor is aligned, as safetensors does.
+    """
+    ts = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    order = sorted(ts, key=lambda k: (-ts[k].element_size(), k))
+    header: dict[str, Any] = {}
+    off = 0
+    for k in order:
+        t = ts[k]
+        if t.dtype not in _NAMES:
+            raise WireError(f"tensor {k!r}: dtype {t.dtype} is not supported on the wire")
+        nb = t.numel() * t.element_size()
+        header[k] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + nb]}
+        off += nb
+    if metadata:
+        header["__metadata__"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    start = 8 + len(h)
+    buf = bytearray(start + off)
+    buf[:8] = struct.pack("<Q", len(h))
+    buf[8:start] = h
+    view = memoryview(buf)
+    for k in order:
+        b0, b1 = header[k]["data_offsets"]
+        if b1 > b0:
+            # a plain memcpy through the buffer protocol (a torch copy_ spins up its thread pool: 25x slower
+            # on a busy 2-core VM); uint8 view so bf16 needs no numpy dtype
+            view[start + b0 : start + b1] = ts[k].reshape(-1).view(torch.uint8).numpy().data
+    return bytes(buf)  # HTTP clients want bytes (httpx iterates a bytearray); one memcpy
 
 
 _DTYPES = {
@@ -41,6 +69,9 @@ _DTYPES = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
+
+
+_NAMES = {v: k for k, v in _DTYPES.items()}
 
 
 def _header(body: bytes) -> tuple[dict[str, Any], int]:

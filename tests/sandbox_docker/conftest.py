@@ -19,6 +19,8 @@ from tests.sandbox_docker.support import IMAGE, SECRET, docker_unavailable
 def docker_ready() -> None:
     reason = docker_unavailable()
     if reason:
+        if os.environ.get("REFEREE_REQUIRE_DOCKER") == "1":  # CI: a missing engine is a failure, not a skip
+            pytest.fail(reason)
         pytest.skip(reason)
 
 

@@ -135,3 +135,29 @@ def test_backpressure_admission() -> None:
     pool = ProcessPool(1, max_queue=3)
     assert pool.try_admit(3)
     assert not pool.try_admit(4)
+
+
+def test_cancelled_jobs_inside_a_dispatched_chunk_are_skipped_by_the_worker() -> None:
+    async def scenario() -> None:
+        pool = ProcessPool(1, preload=("verifiers", PLUGIN))
+        await pool.start()
+        await pool.wait_ready()
+        try:
+            cfg = referee_test_plugins.SleepConfig(0.5)
+            jobs = [
+                asyncio.ensure_future(pool.run(run_item_task, _task("test_sleep", cfg), 10))
+                for _ in range(10)
+            ]
+            await asyncio.sleep(0.2)  # all ten went to the worker as one chunk
+            assert pool.queue_depth == 0
+            for job in jobs:
+                job.cancel()
+            started = time.perf_counter()
+            after = await pool.run(run_item_task, _task("test_echo", referee_test_plugins.EchoConfig()), 10)
+            assert after.outcome == "ok"
+            assert time.perf_counter() - started < 2.5  # not the 4.5 s the nine skipped jobs would take
+            assert pool.restarts == 0  # skipped, not killed
+        finally:
+            await pool.close()
+
+    run(scenario())

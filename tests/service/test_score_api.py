@@ -306,3 +306,36 @@ def test_language_component_from_field_or_prompt(client: TestClient) -> None:
     assert r["none"]["components"]["language"] is None  # no target: not scored, weight 0
     assert r["zh"]["reward"] == pytest.approx(0.0 + 0.1 * r["zh"]["components"]["format"] + 0.2 * 1.0)
     assert r["bad"]["status"] == "invalid"
+
+
+def test_math_items_end_to_end(client: TestClient) -> None:
+    items = [
+        {"id": "right", "completion": GOOD, "answer": "14"},
+        {"id": "number", "completion": GOOD, "answer": 14},  # a numeric gold is read as text
+        {
+            "id": "reasoning-not-mined",
+            "completion": "<think>6*7=42</think> <answer>41</answer>",
+            "answer": "42",
+        },
+        {"id": "unfinished", "completion": "<think>let me think about 14", "answer": "14"},
+        {"id": "bad-gold", "completion": GOOD, "answer": ""},
+        {"id": "latex", "completion": "<think>half</think><answer>\\frac{1}{2}</answer>", "answer": "0.5"},
+    ]
+    r = {x["id"]: x for x in client.post("/score", json={"items": items}).json()["results"]}
+    assert r["right"]["status"] == "ok" and r["right"]["reward"] == pytest.approx(1.1)
+    assert r["right"]["extracted"] == "14" and r["right"]["components"]["accuracy"] == 1.0
+    assert r["number"]["status"] == "ok"
+    assert r["reasoning-not-mined"]["status"] == "wrong" and r["reasoning-not-mined"]["extracted"] == "41"
+    assert r["unfinished"]["status"] == "no_answer"
+    assert r["bad-gold"]["status"] == "invalid" and r["bad-gold"]["reward"] == 0.0
+    assert r["latex"]["status"] == "ok"
+    assert "accuracy" in r["right"]["details"]
+
+
+def test_thousand_math_items(client: TestClient) -> None:
+    items = [
+        {"id": i, "completion": f"<think>add</think> <answer>{i % 13}</answer> ", "answer": str(i % 11)}
+        for i in range(1000)
+    ]
+    results = client.post("/score", json={"items": items}).json()["results"]
+    assert [x["status"] for x in results] == ["ok" if i % 13 == i % 11 else "wrong" for i in range(1000)]
