@@ -1,0 +1,429 @@
+"""Typed HTTP client for a Referee service (sync and async).
+
+This module is self-contained on purpose: it needs only the standard library, and uses ``httpx``
+(connection pooling, HTTP keep-alive, async) when it is importable, else ``urllib``. Trainer adapters
+load it by file path, so it must never import the service or the project's ``verifiers`` package
+(trainer environments often hold an unrelated PyPI package of that name).
+
+Retries (with exponential backoff and jitter) happen only where they are safe:
+
+* connection errors (the request never reached the server);
+* HTTP 429 (honouring ``Retry-After``) and 503 (overload / not ready);
+* read timeouts, only for idempotent calls. Every Referee route the client calls is idempotent
+  (scoring and GRPO maths are pure functions of the body), so this is the default.
+
+The service is found through ``REFEREE_URL`` (default ``http://127.0.0.1:8000``) and the bearer
+token through ``REFEREE_API_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+try:  # pooled client when available; urllib otherwise (stdlib only)
+    import httpx
+except ImportError:  # pragma: no cover - exercised in environments without httpx
+    httpx = None  # type: ignore[assignment]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+SAFETENSORS_MEDIA_TYPE = "application/vnd.safetensors"
+RETRY_STATUSES = frozenset({429, 503})
+
+
+class ScoreItem(TypedDict, total=False):
+    """One item of a ``POST /score`` request (``id`` and ``completion`` are required)."""
+
+    id: str
+    completion: str
+    answer: Any
+    tests: Any
+    verifier: str
+    language: str
+    prompt: Any
+    options: dict[str, Any]
+    weights: dict[str, float]
+
+
+class ScoreResult(TypedDict, total=False):
+    """One result of a ``POST /score`` response, in request order."""
+
+    id: str
+    reward: float
+    status: str
+    components: dict[str, float | None]
+    extracted: Any
+    details: dict[str, Any]
+    elapsed_ms: float
+
+
+class RefereeError(RuntimeError):
+    """The service answered with an error status, or could not be reached after the retries."""
+
+    def __init__(self, message: str, status_code: int | None = None, body: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How to reach the service.
+
+    Attributes:
+        base_url: service root, e.g. ``http://127.0.0.1:8000``.
+        token: bearer token, or ``None`` for no auth header.
+        timeout: total seconds per attempt.
+        connect_timeout: seconds to establish a connection.
+        max_retries: extra attempts after the first, for retryable failures only.
+        backoff: base seconds of the exponential backoff (doubles each try, capped at ``backoff_max``).
+        backoff_max: upper bound of one wait.
+    """
+
+    base_url: str = DEFAULT_URL
+    token: str | None = None
+    timeout: float = 300.0
+    connect_timeout: float = 10.0
+    max_retries: int = 5
+    backoff: float = 0.25
+    backoff_max: float = 8.0
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ClientConfig:
+        """Build a config from ``REFEREE_URL`` / ``REFEREE_API_TOKEN`` / ``REFEREE_TIMEOUT``."""
+        values: dict[str, Any] = {
+            "base_url": os.environ.get("REFEREE_URL", DEFAULT_URL),
+            "token": os.environ.get("REFEREE_API_TOKEN") or None,
+        }
+        if os.environ.get("REFEREE_TIMEOUT"):
+            values["timeout"] = float(os.environ["REFEREE_TIMEOUT"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def headers(
+        self, content_type: str = "application/json", accept: str = "application/json"
+    ) -> dict[str, str]:
+        h = {"Content-Type": content_type, "Accept": accept, **self.extra_headers}
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        return h
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form only; dates are ignored)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _delay(cfg: ClientConfig, attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(retry_after, cfg.backoff_max * 4)
+    base = min(cfg.backoff * (2**attempt), cfg.backoff_max)
+    return base * (0.5 + random.random() / 2)  # jitter: spread out the retries of many ranks
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _raise_for(resp: _Response, url: str) -> None:
+    if resp.status >= 400:
+        text = resp.content[:2000].decode("utf-8", "replace")
+        raise RefereeError(f"{url} answered HTTP {resp.status}: {text}", resp.status, text)
+
+
+def _urllib_send(cfg: ClientConfig, url: str, body: bytes, headers: Mapping[str, str]) -> _Response:
+    req = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=cfg.timeout) as r:  # noqa: S310 - URL is the user's service
+            return _Response(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
+    except urllib.error.HTTPError as e:
+        return _Response(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
+
+
+def _is_connect_error(exc: BaseException) -> bool:
+    if httpx is not None and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return True
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, ConnectionRefusedError | OSError):
+        return not isinstance(exc.reason, TimeoutError)
+    return isinstance(exc, ConnectionRefusedError)
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    if httpx is not None and isinstance(exc, httpx.ReadTimeout | httpx.RemoteProtocolError):
+        return True
+    return isinstance(exc, TimeoutError)
+
+
+def _encode_json(body: Any) -> bytes:
+    return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+
+
+class RefereeClient:
+    """Blocking client; one instance keeps a pool of keep-alive connections (with httpx).
+
+    Example:
+        >>> client = RefereeClient()  # REFEREE_URL / REFEREE_API_TOKEN
+        >>> client.score([{"id": "a", "completion": "<answer>4</answer>", "answer": "4"}])
+    """
+
+    def __init__(self, config: ClientConfig | None = None, *, max_connections: int = 64) -> None:
+        self.config = config or ClientConfig.from_env()
+        self._http: Any = None
+        if httpx is not None:
+            self._http = httpx.Client(
+                timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
+            )
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+    def __enter__(self) -> RefereeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport -----------------------------------------------------------------------------
+    def _send_once(self, url: str, body: bytes, headers: Mapping[str, str]) -> _Response:
+        if self._http is None:
+            return _urllib_send(self.config, url, body, headers)
+        r = self._http.post(url, content=body, headers=dict(headers))
+        return _Response(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
+
+    def request(
+        self,
+        path: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        idempotent: bool = True,
+    ) -> _Response:
+        """POST ``body`` to ``path`` with the retry policy; returns the final 2xx response."""
+        cfg = self.config
+        url = cfg.url(path)
+        headers = cfg.headers(content_type, accept)
+        last: BaseException | None = None
+        for attempt in range(cfg.max_retries + 1):
+            try:
+                resp = self._send_once(url, body, headers)
+            except Exception as exc:  # noqa: BLE001 - classified just below
+                retryable = _is_connect_error(exc) or (idempotent and _is_read_timeout(exc))
+                if not retryable or attempt == cfg.max_retries:
+                    raise RefereeError(f"POST {url} failed: {exc!r}") from exc
+                last = exc
+                time.sleep(_delay(cfg, attempt, None))
+                continue
+            if resp.status in RETRY_STATUSES and attempt < cfg.max_retries:
+                time.sleep(_delay(cfg, attempt, _retry_after(resp.headers.get("retry-after"))))
+                continue
+            _raise_for(resp, url)
+            return resp
+        raise RefereeError(f"POST {url} failed after retries: {last!r}")  # pragma: no cover
+
+    def post_json(self, path: str, payload: Any, *, idempotent: bool = True) -> Any:
+        """POST a JSON body and decode the JSON answer."""
+        return self.request(path, _encode_json(payload), idempotent=idempotent).json()
+
+    # -- Referee routes ------------------------------------------------------------------------
+    def score(
+        self, items: Sequence[ScoreItem], weights: Mapping[str, float] | None = None
+    ) -> list[ScoreResult]:
+        """``POST /score``; results come back in request order, one per item."""
+        payload: dict[str, Any] = {"items": list(items)}
+        if weights is not None:
+            payload["weights"] = dict(weights)
+        results = self.post_json("/score", payload)["results"]
+        if len(results) != len(items):
+            raise RefereeError(f"/score returned {len(results)} results for {len(items)} items")
+        return results
+
+    def grpo_advantages(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /grpo/advantages`` with a JSON body (rewards are small)."""
+        return self.post_json("/grpo/advantages", dict(payload))
+
+    def grpo_loss(self, tensors: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> LossResult:
+        """``POST /grpo/loss`` with a safetensors body; see :func:`encode_loss_request`."""
+        body = encode_loss_request(tensors, options or {})
+        resp = self.request(
+            "/grpo/loss", body, content_type=SAFETENSORS_MEDIA_TYPE, accept=SAFETENSORS_MEDIA_TYPE
+        )
+        return decode_loss_response(resp.content, resp.headers.get("content-type", ""))
+
+
+class AsyncRefereeClient:
+    """Async twin of :class:`RefereeClient` (httpx.AsyncClient; a thread per call without httpx)."""
+
+    def __init__(self, config: ClientConfig | None = None, *, max_connections: int = 64) -> None:
+        self.config = config or ClientConfig.from_env()
+        self._http: Any = None
+        self._sync: RefereeClient | None = None
+        if httpx is not None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
+            )
+        else:  # pragma: no cover
+            self._sync = RefereeClient(self.config)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncRefereeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(
+        self,
+        path: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        idempotent: bool = True,
+    ) -> _Response:
+        """Async POST with the same retry policy as the sync client."""
+        if self._http is None:  # pragma: no cover
+            assert self._sync is not None
+            return await asyncio.to_thread(
+                self._sync.request,
+                path,
+                body,
+                content_type=content_type,
+                accept=accept,
+                idempotent=idempotent,
+            )
+        cfg = self.config
+        url = cfg.url(path)
+        headers = cfg.headers(content_type, accept)
+        for attempt in range(cfg.max_retries + 1):
+            try:
+                r = await self._http.post(url, content=body, headers=headers)
+            except Exception as exc:  # noqa: BLE001
+                retryable = _is_connect_error(exc) or (idempotent and _is_read_timeout(exc))
+                if not retryable or attempt == cfg.max_retries:
+                    raise RefereeError(f"POST {url} failed: {exc!r}") from exc
+                await asyncio.sleep(_delay(cfg, attempt, None))
+                continue
+            resp = _Response(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
+            if resp.status in RETRY_STATUSES and attempt < cfg.max_retries:
+                await asyncio.sleep(_delay(cfg, attempt, _retry_after(resp.headers.get("retry-after"))))
+                continue
+            _raise_for(resp, url)
+            return resp
+        raise RefereeError(f"POST {url} failed after retries")  # pragma: no cover
+
+    async def post_json(self, path: str, payload: Any, *, idempotent: bool = True) -> Any:
+        return (await self.request(path, _encode_json(payload), idempotent=idempotent)).json()
+
+    async def score(
+        self, items: Sequence[ScoreItem], weights: Mapping[str, float] | None = None
+    ) -> list[ScoreResult]:
+        """Async ``POST /score``."""
+        payload: dict[str, Any] = {"items": list(items)}
+        if weights is not None:
+            payload["weights"] = dict(weights)
+        results = (await self.post_json("/score", payload))["results"]
+        if len(results) != len(items):
+            raise RefereeError(f"/score returned {len(results)} results for {len(items)} items")
+        return results
+
+    async def grpo_advantages(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.post_json("/grpo/advantages", dict(payload))
+
+    async def grpo_loss(
+        self, tensors: Mapping[str, Any], options: Mapping[str, Any] | None = None
+    ) -> LossResult:
+        body = encode_loss_request(tensors, options or {})
+        resp = await self.request(
+            "/grpo/loss", body, content_type=SAFETENSORS_MEDIA_TYPE, accept=SAFETENSORS_MEDIA_TYPE
+        )
+        return decode_loss_response(resp.content, resp.headers.get("content-type", ""))
+
+
+# -- binary tensor bodies (torch + safetensors imported lazily: adapters never need them) --------
+
+
+@dataclass(frozen=True)
+class LossResult:
+    """Answer of ``POST /grpo/loss``: the scalar loss, its metrics, and d loss / d logp per token."""
+
+    loss: float
+    metrics: dict[str, Any]
+    grad_logprobs: Any  # torch.Tensor, same shape as the request's logprobs
+
+
+def encode_loss_request(tensors: Mapping[str, Any], options: Mapping[str, Any]) -> bytes:
+    """Pack tensors (``logp``, ``old_logp``, ``ref_logp``, ``advantages``, ``mask``) as safetensors;
+    the JSON options ride in the header metadata under ``"options"`` (the service's wire format,
+    ``service/grpo/wire.py``).
+    """
+    from safetensors.torch import save
+
+    packed = {}
+    seen: set[int] = set()
+    for k, v in tensors.items():
+        if v is None:
+            continue
+        t = v.detach().contiguous().cpu()
+        if t.data_ptr() in seen:  # safetensors refuses aliased tensors (e.g. old_logp is logp on-policy)
+            t = t.clone()
+        seen.add(t.data_ptr())
+        packed[k] = t
+    return save(packed, metadata={"options": json.dumps(dict(options))})
+
+
+def decode_loss_response(content: bytes, content_type: str) -> LossResult:
+    """Read a loss answer: safetensors (tensor ``grad_logprobs``; metadata ``loss`` and ``metrics`` as
+    JSON, ``null`` for a non-finite value) or the JSON form.
+    """
+    if content_type.startswith(SAFETENSORS_MEDIA_TYPE):
+        import struct
+
+        from safetensors.torch import load
+
+        (n,) = struct.unpack("<Q", content[:8])
+        meta = json.loads(content[8 : 8 + n]).get("__metadata__", {}) or {}
+        tensors = load(content)
+        metrics = json.loads(meta.get("metrics", "{}"))
+        return LossResult(_num(json.loads(meta["loss"])), metrics, tensors["grad_logprobs"])
+    import torch
+
+    data = json.loads(content)
+    return LossResult(_num(data["loss"]), data.get("metrics", {}), torch.tensor(data["grad_logprobs"]))
+
+
+def _num(x: Any) -> float:
+    return float("nan") if x is None else float(x)
