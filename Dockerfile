@@ -2,7 +2,7 @@
 #
 #   api             referee serve --host 0.0.0.0 --port 8000            (the default CMD)
 #   sandbox-worker  referee sandbox-worker   (Redis-stream consumer; coming with the lead's worker)
-#   grpo-worker     referee grpo-worker      (needs torch: --build-arg EXTRAS=docker,langdetect,grpo)
+#   grpo-worker     referee train --url http://api:8000 --device cuda   (needs torch: --build-arg EXTRAS=docker,langdetect,grpo)
 #
 # No registry: BASE is a local image made by .ci/build-images.sh (debootstrap + docker import).
 #   docker build --build-arg BASE=local/debian-python:bookworm -t referee:dev .

@@ -27,6 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=None, help="uvicorn worker processes (default 1)")
     serve.add_argument("--log-level", default="info")
 
+    train = sub.add_parser("train", help="the attached GRPO trainer worker (toy policy or a local HF model)")
+    try:
+        from trainer.cli import add_arguments as add_train_arguments
+
+        add_train_arguments(train)
+    except ImportError as e:  # torch is an extra: say how to get it instead of failing every command
+        train.set_defaults(train_unavailable=str(e))
+
     worker = sub.add_parser(
         "sandbox-worker", help="run code jobs from the Redis stream (scaled-out sandboxes)"
     )
@@ -61,6 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "sandbox-worker":
         return _sandbox_worker(args)
+    if args.command == "train":
+        if getattr(args, "train_unavailable", None):
+            sys.stderr.write(
+                f"referee train needs torch: pip install 'referee[train]' ({args.train_unavailable})\n"
+            )
+            return 2
+        from trainer.cli import run as run_training
+
+        return run_training(args)
     return asyncio.run(_score_file(args))
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from service.config import Settings, get_settings
 from service.metrics import Metrics
 from service.middleware import BearerAuth, BodySizeLimit, RequestMetrics
-from service.routes import health, run_code, score
+from service.routes import compat, health, run_code, score
 from service.routes.docs import install_docs
 from service.scoring import Scorer
 
@@ -81,6 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "name": "grpo",
                 "description": "GRPO advantages, and the clipped-surrogate loss with its gradient.",
             },
+            {
+                "name": "compat",
+                "description": "Peers' wire formats: OpenRLHF `/get_reward`, slime `/slime/reward`.",
+            },
             {"name": "health", "description": "Probes and metrics."},
         ],
     )
@@ -90,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(score.router)
     app.include_router(grpo_router())
     app.include_router(run_code.router)
+    app.include_router(compat.router)
     install_docs(app)
     # Outermost first: metrics see every answer, auth runs before the body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

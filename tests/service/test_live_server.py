@@ -21,14 +21,27 @@ def test_every_status_over_http(live_server: str) -> None:
         echo(3, "", "a"),
         {"id": 4, "completion": "<answer>1</answer><think>x</think>", "verifier": "format"},
         {"id": 5, "completion": "x", "verifier": "test_sleep", "reference": "x"},  # spins past the 3 s limit
-        {"id": 6, "completion": "```python\nprint(1)\n```", "tests": {"cases": [{"stdin": "", "stdout": "1\n"}]}},
+        {
+            "id": 6,
+            "completion": "```python\nprint(1)\n```",
+            "tests": {"cases": [{"stdin": "", "stdout": "1\n"}]},
+        },
         {"id": 7, "completion": "x", "verifier": "nope"},
         {"id": 8, "completion": "<think>2+2</think> <answer>4</answer>", "answer": "4"},
     ]
     r = httpx.post(f"{live_server}/score", json={"items": items}, timeout=60)
     assert r.status_code == 200
     statuses = [x["status"] for x in r.json()["results"]]
-    assert statuses == ["ok", "wrong", "no_answer", "format_error", "timeout", "sandbox_error", "invalid", "ok"]
+    assert statuses == [
+        "ok",
+        "wrong",
+        "no_answer",
+        "format_error",
+        "timeout",
+        "sandbox_error",
+        "invalid",
+        "ok",
+    ]
 
 
 def test_concurrent_requests_each_get_their_own_answers(live_server: str) -> None:
