@@ -427,3 +427,31 @@ def decode_loss_response(content: bytes, content_type: str) -> LossResult:
 
 def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
+
+
+_shared: dict[tuple[int, str, str | None], RefereeClient] = {}
+_shared_async: dict[tuple[int, str, str | None, int], AsyncRefereeClient] = {}
+
+
+def shared_client() -> RefereeClient:
+    """The process's pooled client for the service named by ``REFEREE_URL`` / ``REFEREE_API_TOKEN``.
+
+    Keyed by pid as well: verl's prime manager forks workers, which must not share sockets. The
+    environment is read on every call, so a changed ``REFEREE_URL`` gets its own client.
+    """
+    cfg = ClientConfig.from_env()
+    key = (os.getpid(), cfg.base_url, cfg.token)
+    if key not in _shared:
+        _shared[key] = RefereeClient(cfg)
+    return _shared[key]
+
+
+def shared_async_client() -> AsyncRefereeClient:
+    """Like ``shared_client``, one per event loop: an async HTTP client is bound to the loop that first uses it."""
+    import asyncio
+
+    cfg = ClientConfig.from_env()
+    key = (os.getpid(), cfg.base_url, cfg.token, id(asyncio.get_running_loop()))
+    if key not in _shared_async:
+        _shared_async[key] = AsyncRefereeClient(cfg)
+    return _shared_async[key]

@@ -8,7 +8,6 @@ Custom mode (``--custom-rm-path trainer.adapters.slime.reward``, or ``...slime.g
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,29 +36,8 @@ def _load_client() -> Any:
 
 
 _client_mod = _load_client()
-_clients: dict[tuple[int, str, str | None], Any] = {}
-_aclients: dict[tuple[int, str, str | None, int], Any] = {}
-
-
-def _client() -> Any:
-    # One pooled client per process and service: verl's prime manager forks workers, which must not
-    # share sockets; REFEREE_URL / REFEREE_API_TOKEN are read on every call.
-    cfg = _client_mod.ClientConfig.from_env()
-    key = (os.getpid(), cfg.base_url, cfg.token)
-    if key not in _clients:
-        _clients[key] = _client_mod.RefereeClient(cfg)
-    return _clients[key]
-
-
-def _aclient() -> Any:
-    # httpx.AsyncClient is bound to the event loop that first uses it: one per loop.
-    import asyncio
-
-    cfg = _client_mod.ClientConfig.from_env()
-    key = (os.getpid(), cfg.base_url, cfg.token, id(asyncio.get_running_loop()))
-    if key not in _aclients:
-        _aclients[key] = _client_mod.AsyncRefereeClient(cfg)
-    return _aclients[key]
+_client = _client_mod.shared_client  # one pooled client per process, service and token
+_aclient = _client_mod.shared_async_client  # ... and per event loop
 
 
 def _text(x: Any) -> str | None:
