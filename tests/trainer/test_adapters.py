@@ -96,6 +96,8 @@ def test_verl_code_source_with_non_dict_ground_truth_is_a_clear_error() -> None:
 
 def test_verl_file_loads_alone_without_the_project_on_sys_path(referee: FakeReferee, tmp_path: Path) -> None:
     # verl loads custom_reward_function.path with importlib: no `trainer` package, no `service`.
+    # `-S` drops site-packages (where an editable install of this project would be found), so
+    # only the standard library is there: the file must bootstrap its client by path, over urllib.
     script = f"""
 import importlib.util, sys
 spec = importlib.util.spec_from_file_location("custom_module", {str(ROOT / "trainer/adapters/verl.py")!r})
@@ -105,7 +107,7 @@ print(mod.compute_score("openai/gsm8k", {GOOD!r}, "42")["acc"])
 """
     env = {**os.environ, "REFEREE_URL": referee.url, "PYTHONPATH": ""}
     out = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1.0"
