@@ -65,16 +65,30 @@ items='{"id": "math-1", "completion": "<think>3*4=12, 2+12=14</think> <answer>14
 if [[ "${SMOKE_CODE:-1}" != 0 ]]; then
     items+=', {"id": "code-1", "completion": "<think>add</think><answer>```python\nprint(sum(map(int, input().split())))\n```</answer>", "tests": {"language": "python", "cases": [{"stdin": "1 2\n", "stdout": "3\n"}]}}'
 fi
-log "POST /score"
-response=$(curl -fsS --max-time 60 "${auth[@]}" -X POST "$base/score" -H 'Content-Type: application/json' \
-    -d "{\"items\": [$items]}")
-echo "$response"
-RESPONSE="$response" python3 - <<'PY'
+check() {
+    RESPONSE="$1" python3 - <<'PY'
 import json, os, sys
 results = {r["id"]: r for r in json.loads(os.environ["RESPONSE"])["results"]}
-bad = {i: (r["status"], r["components"]) for i, r in results.items() if r["status"] != "ok" or r["components"]["accuracy"] != 1.0}
+bad = {i: (r["status"], r["components"], r["details"]) for i, r in results.items() if r["status"] != "ok" or r["components"]["accuracy"] != 1.0}
 if bad:
     sys.exit(f"compose smoke: items not scored ok: {bad}")
 print("compose smoke: all items ok:", sorted(results))
 PY
+}
+score() {
+    curl -fsS --max-time 60 "${auth[@]}" -X POST "$base/score" -H 'Content-Type: application/json' \
+        -d "{\"items\": [$items]}"
+}
+log "POST /score"
+response=$(score)
+echo "$response"
+if ! check "$response"; then
+    # Known flake (noted on issue 4): the first code run in a just-created sibling container can report
+    # "the program killed the sandbox supervisor". One retry, said loudly; a second failure fails CI.
+    log "RETRY: the first /score was not all ok; scoring once more"
+    items=${items//<think>add</think>/<think>add again</think>}  # a new completion: the cache must not answer
+    response=$(score)
+    echo "$response"
+    check "$response"
+fi
 log "passed"
