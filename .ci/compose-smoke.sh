@@ -86,7 +86,7 @@ if ! check "$response"; then
     # Known flake (noted on issue 4): the first code run in a just-created sibling container can report
     # "the program killed the sandbox supervisor". One retry, said loudly; a second failure fails CI.
     log "RETRY: the first /score was not all ok; scoring once more"
-    items=${items//<think>add</think>/<think>add again</think>}  # a new completion: the cache must not answer
+    items=${items//<think>add</<think>add again<}  # a new completion: the cache must not answer
     response=$(score)
     echo "$response"
     check "$response"
