@@ -299,8 +299,22 @@ def test_killing_the_supervisor_costs_the_program_not_the_pool(runner: DockerRun
         ex = py(runner, src)
         assert ex.status == "runtime_error" and "supervisor" in ex.message
         after = runner.containers()
-        assert len(after) == 2 and len(after - before) == 1  # the broken container was replaced
+        # The program also broke the fresh container it was retried in (removed after the retry);
+        # the pool's broken one was replaced.
+        assert len(after) == 2 and len(after - before) == 1
     assert py(runner, "print('alive')").stdout == "alive\n"
+
+
+def test_a_supervisor_that_died_outside_any_program_is_retried_in_a_fresh_container(
+    runner: DockerRunner,
+) -> None:
+    import docker
+
+    client = docker.from_env()
+    for cid in runner.containers():  # every pooled supervisor dies between runs, as if our side broke it
+        client.containers.get(cid).exec_run(["kill", "-9", "-1"], user="65534")
+    ex = py(runner, "print('ok')")
+    assert ex.status == "ok" and ex.stdout == "ok\n"
 
 
 def test_stopping_the_supervisor_hits_the_host_deadline(runner: DockerRunner) -> None:
