@@ -51,6 +51,8 @@ class PreparedItem:
     weights: dict[Component, float]
     primary: str | None = None  # the verifier whose status becomes the item's status
     task: ItemTask | None = None
+    pool_task: ItemTask | None = None  # the checks that run in the process pool
+    sandbox_checks: tuple[Check, ...] = ()  # the checks that run programs
     error: str | None = None
     key: str | None = None
     format_gate: bool = False
@@ -148,6 +150,10 @@ class Scorer:
                 checks.append(Check("language", LANGUAGE_VERIFIER, target, config))
             prepared.primary = primary
             prepared.task = ItemTask(item.completion, tuple(checks))
+            prepared.pool_task = _pool_part(prepared.task)
+            prepared.sandbox_checks = tuple(
+                c for c in checks if verifiers.get(c.verifier).runs_in == "sandbox"
+            )
             prepared.key = cache_key(prepared.task)
         except (VerifierInputError, UnknownVerifierError) as e:
             prepared.error = str(e)
@@ -170,7 +176,7 @@ class Scorer:
                 hits[id(p)] = hit
         self.metrics.cache.labels("hit").inc(len(hits))
         self.metrics.cache.labels("miss").inc(len(misses))
-        pool_jobs = sum(1 for p in misses if _pool_part(p.task) is not None)
+        pool_jobs = sum(1 for p in misses if p.pool_task is not None)
         if not self.pool.try_admit(pool_jobs):
             self.metrics.rejected.inc()
             raise BackpressureError()
@@ -201,8 +207,7 @@ class Scorer:
     async def _run(self, p: PreparedItem) -> tuple[dict[str, Verdict], float]:
         """Verdicts of one item and the time spent judging it (not waiting in the queue)."""
         assert p.task is not None
-        pool_task = _pool_part(p.task)
-        sandbox_checks = [c for c in p.task.checks if verifiers.get(c.verifier).runs_in == "sandbox"]
+        pool_task, sandbox_checks = p.pool_task, p.sandbox_checks
         if not sandbox_checks and pool_task is not None:  # the common case: one pool job, no gather
             result = await self.pool.run(run_item_task, pool_task, self.settings.item_timeout_s)
             return _from_pool(result, pool_task), result.elapsed_s
