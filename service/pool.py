@@ -6,8 +6,10 @@ here runs in a dedicated spawn worker that is SIGKILLed on overrun and replaced,
 workers keep serving. Workers get an address-space rlimit so one item cannot exhaust the host.
 
 The pool lives in one asyncio loop: tasks wait in a bounded FIFO queue (backpressure is the
-caller's ``try_admit``), one runner coroutine per worker feeds its worker through a pipe and waits
-for the answer with ``loop.add_reader`` (no threads).
+caller's ``try_admit``); one runner coroutine per worker sends it a chunk of tasks through a pipe
+and waits for each answer with ``loop.add_reader`` (no threads). Every task keeps its own deadline,
+counted from the previous answer; on overrun the rest of the chunk goes back to the front of the
+queue. A cancelled task already sent is skipped by the worker, not run.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class _Job:
 
 
 def _worker_main(conn: Connection, memory_mb: int, preload: Sequence[str]) -> None:
-    """Entry point of a spawn worker: preload modules, then serve (fn, arg) calls until EOF."""
+    """Entry point of a spawn worker: preload modules, then serve chunks of (fn, arg) calls until EOF."""
     if memory_mb > 0:
         limit = memory_mb * 1024 * 1024
         with contextlib.suppress(ValueError, OSError):

@@ -133,12 +133,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise VerifierInputError(f"option {where} must be one of {list(args)}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arm in args:
             try:
                 return _coerce(arm, value, where)
-            except VerifierInputError as e:
-                errors.append(str(e))
+            except VerifierInputError:
+                continue
         raise VerifierInputError(f"option {where}: {value!r} matches none of {hint}")
     if hint is type(None):
         if value is not None:
