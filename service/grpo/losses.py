@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from service.grpo import fused_cpu
 from service.grpo.advantages import GrpoInputError
 from service.grpo.aggregation import trl_row_weights, verl_row_weights
 from service.grpo.config import LossConfig, TrlLossConfig, VerlLossConfig
@@ -51,7 +52,7 @@ class LossInputs:
     old_logp: torch.Tensor | None
     ref_logp: torch.Tensor | None
     advantages: torch.Tensor  # (B, 1) or (B, T)
-    mask: torch.Tensor  # (B, T) bool
+    mask: torch.Tensor  # (B, T) bool or uint8 (0 = masked, anything else = valid)
     dtype: torch.dtype  # compute dtype: float64 if logp is float64, else float32
 
 
@@ -86,10 +87,20 @@ def prepare_inputs(
     def mv(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t.to(dev, non_blocking=True)
 
+    # a uint8 mask stays uint8 (the fused kernel reads it as is; converting 2 M bytes costs ~1 ms);
+    # `bool_mask` makes the bool view the torch path needs
     m = mask.to(dev)
-    m = m if m.dtype == torch.bool else m != 0
+    if m.dtype not in (torch.bool, torch.uint8):
+        m = m != 0
     adv = advantages.to(dev)
     return LossInputs(mv(logp), mv(old_logp), mv(ref_logp), adv, m, dtype)  # type: ignore[arg-type]
+
+
+def bool_mask(x: LossInputs) -> LossInputs:
+    """`x` with a bool mask (the torch path's `torch.where` needs one)."""
+    if x.mask.dtype == torch.bool:
+        return x
+    return LossInputs(x.logp, x.old_logp, x.ref_logp, x.advantages, x.mask != 0, x.dtype)
 
 
 def _pick(a_lt_b: torch.Tensor, b_lt_a: torch.Tensor, da: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
@@ -332,27 +343,51 @@ def _maybe_compiled(fn, cfg: LossConfig, use_compile: bool):
     return _COMPILED[key]
 
 
+def _fused_run(x: LossInputs, cfg: LossConfig, native: bool) -> fused_cpu.FusedRun | None:
+    """The fused CPU kernel for these inputs, if asked for, supported and built (else the torch path)."""
+    if not native or not fused_cpu.supports(cfg, x.logp):
+        return None
+    lib = fused_cpu.library()
+    if lib is None:
+        return None
+    return fused_cpu.FusedRun(lib, x.logp, x.old_logp, x.ref_logp, x.advantages, x.mask)
+
+
 def verl_loss(
-    x: LossInputs, cfg: VerlLossConfig, block_elems: int | None = None, use_compile: bool = False
+    x: LossInputs,
+    cfg: VerlLossConfig,
+    block_elems: int | None = None,
+    use_compile: bool = False,
+    native: bool = False,
 ) -> LossOutput:
     """verl actor loss (`ppo_loss`: policy loss + kl_loss_coef * agg(kl_penalty)) and its gradient."""
     b, t = x.logp.shape
     dev = x.logp.device
     if cfg.use_kl_loss and x.ref_logp is None:
         raise GrpoInputError("use_kl_loss needs ref_logp")
-    n_all = x.mask.sum(-1).to(x.dtype)
+    fused = _fused_run(x, cfg, native)
+    if fused is None:
+        x = bool_mask(x)
+    n_all = (fused.row_counts() if fused is not None else x.mask.sum(-1)).to(x.dtype)
     total = n_all.sum()
     pg_mode = "seq-mean-token-mean" if cfg.loss_mode == "sapo" else cfg.loss_agg_mode
     c_pg = verl_row_weights(n_all, t, pg_mode, cfg.loss_scale_factor)
     c_kl = verl_row_weights(n_all, t, cfg.loss_agg_mode, cfg.loss_scale_factor)
-    sel = _verl_global_selection(cfg, x)
-    global_sel = sel is not None
-    blocks = [(0, b)] if global_sel or use_compile else _block_ranges(b, t, dev, block_elems)
-    fn = _maybe_compiled(_verl_block, cfg, use_compile and not global_sel)
-    grad, sums, _ = _run_blocks(fn, x, blocks, (n_all, c_pg, c_kl), (sel, b))
+    if fused is not None:
+        grad, st, _ = fused.run(cfg, c_pg, c_kl)
+        names = {"pg": "loss", "ppo_kl": "ppo_kl", "pg_clipfrac": "clip", "pg_clipfrac_lower": "clip_lower"}
+        if cfg.use_kl_loss:
+            names |= {"kl_loss": "kl_loss", "kl_sum": "kl_sum"}
+        sums = {k: st[v] for k, v in names.items()}
+    else:
+        sel = _verl_global_selection(cfg, x)
+        global_sel = sel is not None
+        blocks = [(0, b)] if global_sel or use_compile else _block_ranges(b, t, dev, block_elems)
+        fn = _maybe_compiled(_verl_block, cfg, use_compile and not global_sel)
+        grad, sums, _ = _run_blocks(fn, x, blocks, (n_all, c_pg, c_kl), (sel, b))
     zero = torch.zeros((), dtype=torch.float64, device=dev)
     pg = sums.get("pg", zero)
-    loss = pg + cfg.kl_loss_coef * sums["kl_loss"] if cfg.use_kl_loss else pg
+    loss = pg + cfg.kl_loss_coef * sums.get("kl_loss", zero) if cfg.use_kl_loss else pg
 
     def get(k: str) -> float:
         return float(sums[k]) if k in sums else 0.0
@@ -459,21 +494,39 @@ def _trl_block(
 
 
 def trl_loss(
-    x: LossInputs, cfg: TrlLossConfig, block_elems: int | None = None, use_compile: bool = False
+    x: LossInputs,
+    cfg: TrlLossConfig,
+    block_elems: int | None = None,
+    use_compile: bool = False,
+    native: bool = False,
 ) -> LossOutput:
     """TRL `GRPOTrainer._compute_loss` (one process, no gradient accumulation) and its gradient."""
     b, t = x.logp.shape
     dev = x.logp.device
     if cfg.beta != 0.0 and x.ref_logp is None:
         raise GrpoInputError("beta != 0 needs ref_logp")
-    n_all = x.mask.sum(-1).to(x.dtype)
+    fused = _fused_run(x, cfg, native)
+    if fused is None:
+        x = bool_mask(x)
+    n_all = (fused.row_counts() if fused is not None else x.mask.sum(-1)).to(x.dtype)
     total = n_all.sum()
     c_all = trl_row_weights(n_all, cfg)
     per_row_metric = cfg.importance_sampling_level == "sequence" and x.advantages.shape[1] == 1
-    blocks = [(0, b)] if use_compile else _block_ranges(b, t, dev, block_elems)
-    fn = _maybe_compiled(_trl_block, cfg, use_compile)
-    grad, sums, rows = _run_blocks(fn, x, blocks, (n_all, c_all), (per_row_metric,))
-    loss = sums["loss"].to(x.dtype)
+    if fused is not None:
+        grad, st, per_row = fused.run(cfg, c_all, c_all, per_row_metric)
+        sums = {"loss": st["loss"], "low": st["low"], "high": st["high"], "region": st["region"]}
+        if cfg.beta != 0.0:
+            sums["kl"] = st["kl_sum"]
+        rows = {
+            "low_rows": fused.column(per_row, "low_row").to(x.dtype),
+            "high_rows": fused.column(per_row, "high_row").to(x.dtype),
+        }
+    else:
+        blocks = [(0, b)] if use_compile else _block_ranges(b, t, dev, block_elems)
+        fn = _maybe_compiled(_trl_block, cfg, use_compile)
+        grad, sums, rows = _run_blocks(fn, x, blocks, (n_all, c_all), (per_row_metric,))
+    # an empty batch (B = 0) runs no block: nothing summed, loss 0 as TRL gives
+    loss = sums.get("loss", torch.zeros((), dtype=torch.float64)).to(x.dtype)
     lt = cfg.loss_type
     tok = max(float(total), 1.0)
 
@@ -490,7 +543,8 @@ def trl_loss(
         metrics["clip_ratio/low_mean"] = get("low") / den
         metrics["clip_ratio/high_mean"] = get("high") / den
         metrics["clip_ratio/region_mean"] = get("region") / den
-        lows, highs = rows["low_rows"], rows["high_rows"]
+        empty = torch.zeros(0, dtype=x.dtype)
+        lows, highs = rows.get("low_rows", empty), rows.get("high_rows", empty)
         lows, highs = lows[~torch.isnan(lows)], highs[~torch.isnan(highs)]
         metrics["clip_ratio/low_min"] = float(lows.min()) if lows.numel() else float("nan")
         metrics["clip_ratio/high_max"] = float(highs.max()) if highs.numel() else float("nan")
@@ -508,6 +562,7 @@ def compute_loss(
     device: torch.device | str | None = None,
     block_elems: int | None = None,
     use_compile: bool | None = None,
+    native: bool | None = None,
 ) -> LossOutput:
     """Loss, closed-form gradient and metrics for either flavour (the config's type picks it).
 
@@ -522,6 +577,8 @@ def compute_loss(
         block_elems: elements per row block (default: 256 Ki on CPU, one block on CUDA).
         use_compile: run the block function through `torch.compile` (one fused pass; the first call per
             config compiles, seconds to a minute). None = env `REFEREE_GRPO_COMPILE=1`, else eager.
+        native: use the fused C kernel (`fused_cpu.py`) when it supports the config and the inputs (CPU,
+            not float64) and a compiler built it. None = yes unless torch.compile was asked for.
 
     Returns:
         `LossOutput` (loss, grad already weighted by the aggregation, metrics).
@@ -529,6 +586,8 @@ def compute_loss(
     x = prepare_inputs(logp, old_logp, ref_logp, advantages, mask, device)
     if use_compile is None:
         use_compile = os.environ.get("REFEREE_GRPO_COMPILE", "") == "1"
+    if native is None:
+        native = not use_compile
     if isinstance(config, VerlLossConfig):
-        return verl_loss(x, config, block_elems, use_compile)
-    return trl_loss(x, config, block_elems, use_compile)
+        return verl_loss(x, config, block_elems, use_compile, native)
+    return trl_loss(x, config, block_elems, use_compile, native)

@@ -6,15 +6,24 @@ Slow (hundreds of full-size temporaries) but obviously right; the tests compare 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from service.grpo.aggregation import trl_row_weights, verl_row_weights
 from service.grpo.config import LossConfig, TrlLossConfig, VerlLossConfig
-from service.grpo.losses import LossInputs, _verl_global_selection, prepare_inputs
+from service.grpo.losses import LossInputs, _verl_global_selection, bool_mask, prepare_inputs
+
+Agg = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _agg(loss_mat: torch.Tensor, mf: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return ((loss_mat * mf).sum(-1) * c).sum()
+
+
+def _abs_agg(loss_mat: torch.Tensor, mf: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The same aggregation over |terms|: the scale that bounds any summation order's rounding error."""
+    return ((loss_mat.abs() * mf).sum(-1) * c.abs()).sum()
 
 
 def _verl_kl(lp: torch.Tensor, ref: torch.Tensor, kl_type: str) -> torch.Tensor:
@@ -35,7 +44,7 @@ def _verl_kl(lp: torch.Tensor, ref: torch.Tensor, kl_type: str) -> torch.Tensor:
     return back - back.detach() + fwd.detach()
 
 
-def _verl_reference(x: LossInputs, lp: torch.Tensor, cfg: VerlLossConfig) -> torch.Tensor:
+def _verl_reference(x: LossInputs, lp: torch.Tensor, cfg: VerlLossConfig, agg: Agg = _agg) -> torch.Tensor:
     m = x.mask
     dt = x.dtype
     mf = m.to(dt)
@@ -59,43 +68,43 @@ def _verl_reference(x: LossInputs, lp: torch.Tensor, cfg: VerlLossConfig) -> tor
         l2 = -a * torch.clamp(ratio, 1 - lo, 1 + hi)
         c1 = torch.maximum(l1, l2)
         l3 = -a * cfg.clip_ratio_c
-        pg = _agg(torch.where(a < 0, torch.min(l3, c1), c1), mf, c)
+        pg = agg(torch.where(a < 0, torch.min(l3, c1), c1), mf, c)
     elif mode == "gspo":
         seq = (nkl * mf).sum(-1) / n.clamp(min=1)
         s = torch.exp(torch.clamp(lp - lp.detach() + seq.detach()[:, None], max=10.0))
-        pg = _agg(torch.maximum(-a * s, -a * torch.clamp(s, 1 - lo, 1 + hi)), mf, c)
+        pg = agg(torch.maximum(-a * s, -a * torch.clamp(s, 1 - lo, 1 + hi)), mf, c)
     elif mode == "gpg":
-        pg = _agg(-lp * a, mf, c)
+        pg = agg(-lp * a, mf, c)
     elif mode == "cispo":
-        pg = _agg(-torch.clamp(ratio, 1 - lo, 1 + hi).detach() * a * lp, mf, c)
+        pg = agg(-torch.clamp(ratio, 1 - lo, 1 + hi).detach() * a * lp, mf, c)
     elif mode == "sapo":
         tau = torch.where(a > 0, torch.tensor(cfg.tau_pos, dtype=dt), torch.tensor(cfg.tau_neg, dtype=dt))
-        pg = _agg(-torch.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau) * a, mf, c)
+        pg = agg(-torch.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau) * a, mf, c)
     elif mode == "geo_mean":
         sgn = torch.sign(a)
         clamped = torch.clamp(nkl, -lo, hi)
         nm = sgn * torch.min(sgn * nkl, sgn * clamped)
         rho = torch.exp((nm * mf).sum(-1) / (n + 1e-8))
         abar = (a * mf).sum(-1) / (n + 1e-8)
-        pg = torch.mean(-abar * rho)
+        pg = torch.mean(-abar * rho) if agg is _agg else torch.mean((abar * rho).abs())
     else:
         sel = _verl_global_selection(cfg, x)
         assert sel is not None
         if mode == "clip_cov":
             l1 = -a * ratio
             l2 = -a * torch.clamp(ratio, 1 - lo, 1 + hi)
-            pg = _agg(torch.maximum(l1, l2) * (~sel).to(dt), mf, c)
+            pg = agg(torch.maximum(l1, l2) * (~sel).to(dt), mf, c)
         else:
-            pg = _agg(-a * ratio + torch.where(sel, cfg.ppo_kl_coef * nkl.abs(), 0.0), mf, c)
+            pg = agg(-a * ratio + torch.where(sel, cfg.ppo_kl_coef * nkl.abs(), 0.0), mf, c)
     if cfg.use_kl_loss:
         assert x.ref_logp is not None
         ref = torch.where(m, x.ref_logp.to(dt), zero)
         ck = verl_row_weights(n, t, cfg.loss_agg_mode, cfg.loss_scale_factor)
-        pg = pg + cfg.kl_loss_coef * _agg(_verl_kl(lp, ref, cfg.kl_loss_type), mf, ck)
+        pg = pg + cfg.kl_loss_coef * agg(_verl_kl(lp, ref, cfg.kl_loss_type), mf, ck)
     return pg
 
 
-def _trl_reference(x: LossInputs, lp: torch.Tensor, cfg: TrlLossConfig) -> torch.Tensor:
+def _trl_reference(x: LossInputs, lp: torch.Tensor, cfg: TrlLossConfig, agg: Agg = _agg) -> torch.Tensor:
     m = x.mask
     dt = x.dtype
     mf = m.to(dt)
@@ -127,7 +136,7 @@ def _trl_reference(x: LossInputs, lp: torch.Tensor, cfg: TrlLossConfig) -> torch
         if cfg.use_bias_correction_kl:
             kl = kl * coef_1
         ptl = ptl + cfg.beta * kl
-    return _agg(ptl.expand_as(mf), mf, trl_row_weights(n, cfg))
+    return agg(ptl.expand_as(mf), mf, trl_row_weights(n, cfg))
 
 
 def reference_loss(
@@ -143,7 +152,7 @@ def reference_loss(
     Returns:
         (loss, grad) with grad exactly 0 on masked positions.
     """
-    x = prepare_inputs(logp, old_logp, ref_logp, advantages, mask, "cpu")
+    x = bool_mask(prepare_inputs(logp, old_logp, ref_logp, advantages, mask, "cpu"))
     dt = x.dtype
     leaf = x.logp.detach().to(dt).clone().requires_grad_(True)
     lp = torch.where(x.mask, leaf, torch.zeros((), dtype=dt))
@@ -155,3 +164,32 @@ def reference_loss(
     if grad is None:
         grad = torch.zeros_like(leaf)
     return loss.detach(), torch.where(x.mask, grad, torch.zeros((), dtype=dt))
+
+
+def reference_loss_scale(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor | None,
+    ref_logp: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    config: LossConfig,
+) -> float:
+    """Sum over valid tokens of |row weight x per-token loss term| (float64, the loss's own formulas).
+
+    A float32 loss is a sum of these terms; when they cancel, two correct summation orders differ by a few
+    float32 ulps of this scale, not of the (small) loss. Tests that compare two float32 paths scale their
+    absolute tolerance by it.
+    """
+    x = bool_mask(prepare_inputs(logp, old_logp, ref_logp, advantages, mask, "cpu"))
+    x = LossInputs(
+        x.logp.double(),
+        None if x.old_logp is None else x.old_logp.double(),
+        None if x.ref_logp is None else x.ref_logp.double(),
+        x.advantages.double(),
+        x.mask,
+        torch.float64,
+    )
+    lp = torch.where(x.mask, x.logp, torch.zeros((), dtype=torch.float64))
+    if isinstance(config, VerlLossConfig):
+        return abs(float(_verl_reference(x, lp, config, _abs_agg)))
+    return abs(float(_trl_reference(x, lp, config, _abs_agg)))

@@ -17,7 +17,18 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     state = await request.app.state.scorer.ready()
     ready = state["pool_workers"] > 0 and bool(state["verifiers"]) and state["cache_ok"]
-    return JSONResponse({"ready": ready, **state}, status_code=200 if ready else 503)
+    # informative only (the torch path always works): is the fused CPU GRPO kernel in use?
+    return JSONResponse(
+        {"ready": ready, **state, "grpo_cpu_loss": _grpo_cpu_loss()}, status_code=200 if ready else 503
+    )
+
+
+def _grpo_cpu_loss() -> str:
+    try:
+        from service.grpo import fused_cpu
+    except ImportError:  # no torch: the GRPO routes answer 501
+        return "unavailable"
+    return fused_cpu.status()
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
