@@ -81,6 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(_score_file(args))
 
 
+def http_implementation() -> str:
+    """uvicorn's HTTP parser: httptools (a pinned dependency; a 27 MB /grpo/loss body crosses it with fewer
+    copies than h11, ~5 ms less on the dev VM), h11 where it cannot be imported (e.g. no wheel)."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:  # pragma: no cover - httptools is a dependency
+        return "h11"
+    return "httptools"
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -95,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=port,
         workers=workers,
         log_level=args.log_level,
+        http=http_implementation(),
         timeout_graceful_shutdown=10,
     )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from service.config import Settings, get_settings
+from service.malloc_tuning import keep_freed_memory
 from service.metrics import Metrics
 from service.middleware import BearerAuth, BodySizeLimit, RequestMetrics
 from service.routes import compat, health, run_code, score
@@ -34,7 +36,13 @@ When `REFEREE_API_TOKEN` is set, every route but the health checks needs `Author
 def grpo_router() -> APIRouter:
     """The GRPO routes, or, where torch is not installed, routes that say how to get them."""
     try:
+        from service.grpo import fused_cpu
         from service.routes.grpo import router
+
+        # large tensor bodies and gradients on every call: keep their memory mapped (in every worker process)
+        keep_freed_memory()
+        # build (or load from the cache) the fused CPU kernel now, not inside the first /grpo/loss call
+        threading.Thread(target=fused_cpu.library, name="grpo-kernel-build", daemon=True).start()
     except ImportError as e:
         missing = str(e)
         router = APIRouter(tags=["grpo"])

@@ -19,13 +19,21 @@ token through ``REFEREE_API_TOKEN``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import http.client
 import json
 import os
 import random
+import select
+import socket
+import struct
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -142,15 +150,15 @@ def _delay(cfg: ClientConfig, attempt: int, retry_after: float | None) -> float:
 class _Response:
     status: int
     headers: Mapping[str, str]
-    content: bytes
+    content: bytes | memoryview  # memoryview: a binary body read into a writable buffer (_PartsTransport)
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        return json.loads(bytes(self.content))
 
 
 def _raise_for(resp: _Response, url: str) -> None:
     if resp.status >= 400:
-        text = resp.content[:2000].decode("utf-8", "replace")
+        text = bytes(resp.content[:2000]).decode("utf-8", "replace")
         raise RefereeError(f"{url} answered HTTP {resp.status}: {text}", resp.status, text)
 
 
@@ -172,13 +180,146 @@ def _is_connect_error(exc: BaseException) -> bool:
 
 
 def _is_read_timeout(exc: BaseException) -> bool:
+    """A timeout, or the server going away mid-exchange (only retried for idempotent calls)."""
     if httpx is not None and isinstance(exc, httpx.ReadTimeout | httpx.RemoteProtocolError):
         return True
-    return isinstance(exc, TimeoutError)
+    dropped = (
+        ConnectionResetError | BrokenPipeError | http.client.RemoteDisconnected | http.client.IncompleteRead
+    )
+    return isinstance(exc, TimeoutError | dropped)
 
 
 def _encode_json(body: Any) -> bytes:
     return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+
+
+Parts = Sequence[bytes | memoryview]  # a body as pieces sent back to back (no join)
+
+
+def _alloc(n: int) -> memoryview:
+    """A writable n-byte buffer; torch's allocator when torch is there (reuses freed memory: a fresh
+    zeroed ``bytearray`` of 8 MB costs several ms of page faults on a busy VM), else a ``bytearray``."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return memoryview(bytearray(n))
+    return torch.empty(n, dtype=torch.uint8).numpy().data
+
+
+def _stale(sock: socket.socket | None) -> bool:
+    """True when an idle keep-alive socket is unusable: an idle HTTP/1.1 connection has nothing to read, so
+    a readable one was closed by the server (keep-alive timeout) or holds garbage."""
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class _PartsTransport:
+    """POST a body given as pieces over one keep-alive ``http.client`` connection per thread and origin.
+
+    For the large binary GRPO bodies: httpx (via h11) joins every piece into one new ``bytes`` before
+    sending and copies the answer several times; here the pieces (safetensors header, then each tensor's
+    memory) go straight to ``sendall`` and the answer is read straight into one buffer. Stdlib only.
+    """
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[http.client.HTTPConnection] = []  # every thread's, for close()
+
+    def _conn(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
+        conns: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault(
+            "conns", {}
+        )
+        conn = conns.get((scheme, netloc))
+        if conn is not None and not _stale(conn.sock):
+            return conn, True
+        if conn is not None:
+            conn.close()
+        cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        conn = cls(netloc, timeout=self.config.connect_timeout)
+        conn.connect()
+        assert conn.sock is not None
+        conn.sock.settimeout(self.config.timeout)
+        # the last partial segment of a body must not wait for the ACK of the previous one (Nagle)
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conns[(scheme, netloc)] = conn
+        with self._lock:
+            self._opened = [c for c in self._opened if c.sock is not None] + [conn]
+        return conn, False
+
+    def post(self, url: str, parts: Parts, headers: Mapping[str, str]) -> _Response:
+        u = urllib.parse.urlsplit(url)
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        conn, reused = self._conn(u.scheme, u.netloc)
+        try:
+            return self._exchange(conn, path, parts, headers)
+        except (ConnectionError, http.client.BadStatusLine):
+            conn.close()
+            if not reused:
+                raise
+        # the server dropped a keep-alive connection between our check and our request: once more, fresh
+        conn, _ = self._conn(u.scheme, u.netloc)
+        return self._exchange(conn, path, parts, headers)
+
+    def _exchange(
+        self, conn: http.client.HTTPConnection, path: str, parts: Parts, headers: Mapping[str, str]
+    ) -> _Response:
+        try:
+            conn.putrequest("POST", path, skip_accept_encoding=True)
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            conn.putheader("Content-Length", str(sum(memoryview(p).nbytes for p in parts)))
+            conn.endheaders()
+            assert conn.sock is not None
+            for p in parts:
+                conn.sock.sendall(p)
+            r = conn.getresponse()
+            length = r.getheader("content-length")
+            if length is not None and r.status < 300:
+                content: bytes | memoryview = _alloc(int(length))
+                if r.readinto(content) != len(content):
+                    raise http.client.IncompleteRead(b"")
+            else:
+                content = r.read()
+            if r.will_close:
+                conn.close()
+            return _Response(r.status, {k.lower(): v for k, v in r.getheaders()}, content)
+        except (OSError, http.client.HTTPException):
+            conn.close()  # a half-done exchange leaves the connection unusable
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+
+
+def _with_retries(cfg: ClientConfig, url: str, send: Callable[[], _Response], idempotent: bool) -> _Response:
+    """Run ``send`` under the retry policy (module docstring); returns the final 2xx response."""
+    last: BaseException | None = None
+    for attempt in range(cfg.max_retries + 1):
+        try:
+            resp = send()
+        except Exception as exc:  # noqa: BLE001 - classified just below
+            retryable = _is_connect_error(exc) or (idempotent and _is_read_timeout(exc))
+            if not retryable or attempt == cfg.max_retries:
+                raise RefereeError(f"POST {url} failed: {exc!r}") from exc
+            last = exc
+            time.sleep(_delay(cfg, attempt, None))
+            continue
+        if resp.status in RETRY_STATUSES and attempt < cfg.max_retries:
+            time.sleep(_delay(cfg, attempt, _retry_after(resp.headers.get("retry-after"))))
+            continue
+        _raise_for(resp, url)
+        return resp
+    raise RefereeError(f"POST {url} failed after retries: {last!r}")  # pragma: no cover
 
 
 class RefereeClient:
@@ -191,6 +332,7 @@ class RefereeClient:
 
     def __init__(self, config: ClientConfig | None = None, *, max_connections: int = 64) -> None:
         self.config = config or ClientConfig.from_env()
+        self._parts = _PartsTransport(self.config)
         self._http: Any = None
         if httpx is not None:
             self._http = httpx.Client(
@@ -201,6 +343,7 @@ class RefereeClient:
             )
 
     def close(self) -> None:
+        self._parts.close()
         if self._http is not None:
             self._http.close()
 
@@ -227,26 +370,17 @@ class RefereeClient:
         idempotent: bool = True,
     ) -> _Response:
         """POST ``body`` to ``path`` with the retry policy; returns the final 2xx response."""
-        cfg = self.config
-        url = cfg.url(path)
-        headers = cfg.headers(content_type, accept)
-        last: BaseException | None = None
-        for attempt in range(cfg.max_retries + 1):
-            try:
-                resp = self._send_once(url, body, headers)
-            except Exception as exc:  # noqa: BLE001 - classified just below
-                retryable = _is_connect_error(exc) or (idempotent and _is_read_timeout(exc))
-                if not retryable or attempt == cfg.max_retries:
-                    raise RefereeError(f"POST {url} failed: {exc!r}") from exc
-                last = exc
-                time.sleep(_delay(cfg, attempt, None))
-                continue
-            if resp.status in RETRY_STATUSES and attempt < cfg.max_retries:
-                time.sleep(_delay(cfg, attempt, _retry_after(resp.headers.get("retry-after"))))
-                continue
-            _raise_for(resp, url)
-            return resp
-        raise RefereeError(f"POST {url} failed after retries: {last!r}")  # pragma: no cover
+        url = self.config.url(path)
+        headers = self.config.headers(content_type, accept)
+        return _with_retries(self.config, url, lambda: self._send_once(url, body, headers), idempotent)
+
+    def request_parts(
+        self, path: str, parts: Parts, *, content_type: str, accept: str, idempotent: bool = True
+    ) -> _Response:
+        """POST a body given as pieces (no join, see ``_PartsTransport``) with the retry policy."""
+        url = self.config.url(path)
+        headers = self.config.headers(content_type, accept)
+        return _with_retries(self.config, url, lambda: self._parts.post(url, parts, headers), idempotent)
 
     def post_json(self, path: str, payload: Any, *, idempotent: bool = True) -> Any:
         """POST a JSON body and decode the JSON answer."""
@@ -270,12 +404,13 @@ class RefereeClient:
         return self.post_json("/grpo/advantages", dict(payload))
 
     def grpo_loss(self, tensors: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> LossResult:
-        """``POST /grpo/loss`` with a safetensors body; see :func:`encode_loss_request`."""
-        body = encode_loss_request(tensors, options or {})
-        resp = self.request(
-            "/grpo/loss", body, content_type=SAFETENSORS_MEDIA_TYPE, accept=SAFETENSORS_MEDIA_TYPE
+        """``POST /grpo/loss`` with a safetensors body; see :func:`loss_request_parts`."""
+        parts = loss_request_parts(tensors, options or {})
+        resp = self.request_parts(
+            "/grpo/loss", parts, content_type=SAFETENSORS_MEDIA_TYPE, accept=SAFETENSORS_MEDIA_TYPE
         )
-        return decode_loss_response(resp.content, resp.headers.get("content-type", ""))
+        res = decode_loss_response(resp.content, resp.headers.get("content-type", ""))
+        return dataclasses.replace(res, server_ms=_server_ms(resp.headers))
 
 
 class AsyncRefereeClient:
@@ -283,6 +418,7 @@ class AsyncRefereeClient:
 
     def __init__(self, config: ClientConfig | None = None, *, max_connections: int = 64) -> None:
         self.config = config or ClientConfig.from_env()
+        self._parts = _PartsTransport(self.config)  # used from worker threads: one connection per thread
         self._http: Any = None
         self._sync: RefereeClient | None = None
         if httpx is not None:
@@ -296,6 +432,7 @@ class AsyncRefereeClient:
             self._sync = RefereeClient(self.config)
 
     async def aclose(self) -> None:
+        self._parts.close()
         if self._http is not None:
             await self._http.aclose()
 
@@ -366,11 +503,15 @@ class AsyncRefereeClient:
     async def grpo_loss(
         self, tensors: Mapping[str, Any], options: Mapping[str, Any] | None = None
     ) -> LossResult:
-        body = encode_loss_request(tensors, options or {})
-        resp = await self.request(
-            "/grpo/loss", body, content_type=SAFETENSORS_MEDIA_TYPE, accept=SAFETENSORS_MEDIA_TYPE
+        """Async ``POST /grpo/loss``: the zero-copy blocking exchange on a worker thread (the loop stays free)."""
+        parts = loss_request_parts(tensors, options or {})
+        url = self.config.url("/grpo/loss")
+        headers = self.config.headers(SAFETENSORS_MEDIA_TYPE, SAFETENSORS_MEDIA_TYPE)
+        resp = await asyncio.to_thread(
+            _with_retries, self.config, url, lambda: self._parts.post(url, parts, headers), True
         )
-        return decode_loss_response(resp.content, resp.headers.get("content-type", ""))
+        res = decode_loss_response(resp.content, resp.headers.get("content-type", ""))
+        return dataclasses.replace(res, server_ms=_server_ms(resp.headers))
 
 
 # -- binary tensor bodies (torch + safetensors imported lazily: adapters never need them) --------
@@ -383,45 +524,99 @@ class LossResult:
     loss: float
     metrics: dict[str, Any]
     grad_logprobs: Any  # torch.Tensor, same shape as the request's logprobs
+    server_ms: float | None = None  # the service's compute time (Server-Timing), when it says
+
+
+def _server_ms(headers: Mapping[str, str]) -> float | None:
+    """``dur`` of the ``compute`` entry of a ``Server-Timing`` header, in ms."""
+    for entry in headers.get("server-timing", "").split(","):
+        name, *params = (x.strip() for x in entry.split(";"))
+        for p in params:
+            if name == "compute" and p.startswith("dur="):
+                try:
+                    return float(p[4:])
+                except ValueError:
+                    return None
+    return None
+
+
+_WIRE_NAMES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+
+
+def loss_request_parts(tensors: Mapping[str, Any], options: Mapping[str, Any]) -> list[bytes | memoryview]:
+    """A safetensors body (tensors ``logp``, ``old_logp``, ``ref_logp``, ``advantages``, ``mask``; the JSON
+    options in the metadata key ``"options"``; the service's wire format, ``service/grpo/wire.py``) as
+    pieces to send back to back: the header, then a byte view of each tensor's own memory (no copy of a
+    contiguous CPU tensor). Tensors are laid out by descending element size, so each one is aligned.
+    ``None`` values are left out; the mask should be bool or uint8 (1 byte a token, not a float).
+    """
+    import torch
+
+    ts = {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None}
+    order = sorted(ts, key=lambda k: (-ts[k].element_size(), k))
+    header: dict[str, Any] = {}
+    off = 0
+    for k in order:
+        t = ts[k]
+        name = _WIRE_NAMES.get(str(t.dtype).removeprefix("torch."))
+        if name is None:
+            raise ValueError(f"tensor {k!r}: dtype {t.dtype} has no safetensors name")
+        nb = t.numel() * t.element_size()
+        header[k] = {"dtype": name, "shape": list(t.shape), "data_offsets": [off, off + nb]}
+        off += nb
+    header["__metadata__"] = {"options": json.dumps(dict(options))}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)  # 8-byte aligned data start, as safetensors writes it
+    parts: list[bytes | memoryview] = [struct.pack("<Q", len(h)) + h]
+    parts += [ts[k].reshape(-1).view(torch.uint8).numpy().data for k in order if ts[k].numel()]
+    return parts
 
 
 def encode_loss_request(tensors: Mapping[str, Any], options: Mapping[str, Any]) -> bytes:
-    """Pack tensors (``logp``, ``old_logp``, ``ref_logp``, ``advantages``, ``mask``) as safetensors;
-    the JSON options ride in the header metadata under ``"options"`` (the service's wire format,
-    ``service/grpo/wire.py``).
-    """
-    from safetensors.torch import save
-
-    packed = {}
-    seen: set[int] = set()
-    for k, v in tensors.items():
-        if v is None:
-            continue
-        t = v.detach().contiguous().cpu()
-        if t.data_ptr() in seen:  # safetensors refuses aliased tensors (e.g. old_logp is logp on-policy)
-            t = t.clone()
-        seen.add(t.data_ptr())
-        packed[k] = t
-    return save(packed, metadata={"options": json.dumps(dict(options))})
+    """:func:`loss_request_parts` joined into one ``bytes`` (one copy), for transports that need that."""
+    return b"".join(loss_request_parts(tensors, options))
 
 
-def decode_loss_response(content: bytes, content_type: str) -> LossResult:
+def decode_loss_response(content: bytes | memoryview, content_type: str) -> LossResult:
     """Read a loss answer: safetensors (tensor ``grad_logprobs``; metadata ``loss`` and ``metrics`` as
     JSON, ``null`` for a non-finite value) or the JSON form.
+
+    A writable buffer (what :class:`RefereeClient` reads a binary answer into) is used in place, so the
+    gradient is a view of it; a read-only ``bytes`` body is copied once.
     """
-    if content_type.startswith(SAFETENSORS_MEDIA_TYPE):
-        import struct
-
-        from safetensors.torch import load
-
-        (n,) = struct.unpack("<Q", content[:8])
-        meta = json.loads(content[8 : 8 + n]).get("__metadata__", {}) or {}
-        tensors = load(content)
-        metrics = json.loads(meta.get("metrics", "{}"))
-        return LossResult(_num(json.loads(meta["loss"])), metrics, tensors["grad_logprobs"])
     import torch
 
-    data = json.loads(content)
+    if content_type.startswith(SAFETENSORS_MEDIA_TYPE):
+        view = memoryview(content).cast("B")
+        (n,) = struct.unpack("<Q", view[:8])
+        header = json.loads(bytes(view[8 : 8 + n]))
+        meta = header.get("__metadata__", {}) or {}
+        info = header["grad_logprobs"]
+        dtype = {v: getattr(torch, k) for k, v in _WIRE_NAMES.items()}[info["dtype"]]
+        b0, b1 = info["data_offsets"]
+        count = (b1 - b0) // torch.empty((), dtype=dtype).element_size()
+        start = 8 + n + b0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # read-only buffer: copied right below
+            flat = torch.frombuffer(view, dtype=dtype, count=count, offset=start) if count else None
+        if flat is None:
+            flat = torch.empty(0, dtype=dtype)
+        elif view.readonly or start % flat.element_size():
+            flat = flat.clone()
+        metrics = json.loads(meta.get("metrics", "{}"))
+        return LossResult(_num(json.loads(meta["loss"])), metrics, flat.reshape(info["shape"]))
+    data = json.loads(bytes(content))
     return LossResult(_num(data["loss"]), data.get("metrics", {}), torch.tensor(data["grad_logprobs"]))
 
 

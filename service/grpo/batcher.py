@@ -1,7 +1,10 @@
 """Coalesce concurrent loss requests (several trainer ranks) into one device batch.
 
-Requests arriving within `window_s` of the first pending one are flushed together on one worker thread
-(device work is serialised). On CUDA the batch's tensors go to the device in one host-to-device copy per
+Device work is serialised on one worker thread. A request that finds that thread idle is flushed at once
+on CPU (where coalescing saves nothing: `run_batch` does not concatenate there), and after a `window_s`
+gathering window (default 2 ms) on CUDA; requests that arrive while the thread is busy wait and are flushed
+together as soon as it is free, so a burst of concurrent ranks still forms one batch and an idle service
+never waits. On CUDA the batch's tensors go to the device in one host-to-device copy per
 field and the gradients come back in one copy; each request is then evaluated on its own row segment with
 exactly the kernels it would get alone, so results are bit-identical to unbatched calls (reductions never
 mix requests: their normalisers differ per request anyway).
@@ -10,7 +13,7 @@ mix requests: their normalisers differ per request anyway).
 from __future__ import annotations
 
 import asyncio
-import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -22,7 +25,9 @@ from service.grpo.losses import LossOutput, compute_loss
 
 @dataclass
 class LossJob:
-    """One `/grpo/loss` request's tensors (host) and config."""
+    """One `/grpo/loss` request's tensors (host) and config; `run_s` is set by the batcher: the seconds its
+    batch spent on the device thread (sent back as `Server-Timing`, so a client can tell compute from
+    transport)."""
 
     logp: torch.Tensor
     old_logp: torch.Tensor | None
@@ -30,6 +35,7 @@ class LossJob:
     advantages: torch.Tensor
     mask: torch.Tensor
     config: LossConfig
+    run_s: float = 0.0
 
 
 @dataclass
@@ -100,49 +106,80 @@ def run_batch(jobs: list[LossJob], device: torch.device, *, coalesce: bool | Non
 
 @dataclass
 class LossBatcher:
-    """Async front of `run_batch`: `await batcher.submit(job)` from request handlers."""
+    """Async front of `run_batch`: `await batcher.submit(job)` from request handlers.
+
+    Attributes:
+        device: compute device.
+        window_s: how long an idle batcher gathers before flushing; `None` = 2 ms on CUDA (one transfer for
+            several ranks is worth it there), 0 on CPU (nothing to save, so never wait).
+        coalesce: passed to `run_batch`.
+    """
 
     device: torch.device
-    window_s: float = 0.002
+    window_s: float | None = None
     coalesce: bool | None = None
     stats: BatcherStats = field(default_factory=BatcherStats)
 
     def __post_init__(self) -> None:
+        if self.window_s is None:
+            self.window_s = 0.002 if self.device.type == "cuda" else 0.0
         self._pending: list[tuple[LossJob, asyncio.Future[LossOutput]]] = []
-        self._lock = threading.Lock()
+        self._busy = False  # a batch is on the worker thread; touched on the event loop only
+        self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grpo-device")
 
     async def submit(self, job: LossJob) -> LossOutput:
         """Queue a job; resolves when its batch has run."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[LossOutput] = loop.create_future()
-        with self._lock:
-            self._pending.append((job, fut))
-            first = len(self._pending) == 1
-        if first:
-            loop.call_later(self.window_s, self._flush, loop)
+        self._pending.append((job, fut))
+        if not self._busy:  # when busy, `_done` flushes everything gathered meanwhile
+            if not self.window_s:
+                self._flush(loop)
+            elif self._timer is None:
+                self._timer = loop.call_later(self.window_s, self._flush, loop)
         return await fut
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._busy or not self._pending:
             return
+        batch, self._pending = self._pending, []
+        self._busy = True
         self.stats.requests += len(batch)
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
 
         def work() -> None:
+            t0 = time.perf_counter()
             try:
-                results = run_batch([j for j, _ in batch], self.device, coalesce=self.coalesce)
+                results: list[LossOutput] | Exception = run_batch(
+                    [j for j, _ in batch], self.device, coalesce=self.coalesce
+                )
             except Exception as e:  # deliver the error to every waiter instead of hanging them
-                for _, f in batch:
-                    loop.call_soon_threadsafe(_set_exc, f, e)
-                return
-            for (_, f), r in zip(batch, results, strict=True):
-                loop.call_soon_threadsafe(_set_result, f, r)
+                results = e
+            for j, _ in batch:
+                j.run_s = time.perf_counter() - t0
+            loop.call_soon_threadsafe(self._done, loop, batch, results)
 
         self._executor.submit(work)
+
+    def _done(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[LossJob, asyncio.Future[LossOutput]]],
+        results: list[LossOutput] | Exception,
+    ) -> None:
+        """On the loop: resolve the batch's waiters, then run what arrived meanwhile without a window."""
+        self._busy = False
+        for k, (_, f) in enumerate(batch):
+            if isinstance(results, Exception):
+                _set_exc(f, results)
+            else:
+                _set_result(f, results[k])
+        self._flush(loop)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

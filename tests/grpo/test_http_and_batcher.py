@@ -78,6 +78,9 @@ def test_json_and_binary_identical_and_match_library(client, opts):
     assert r2.status_code == 200 and r2.headers["content-type"] == SAFETENSORS_MEDIA_TYPE
     back, meta = decode(r2.content)
     j = r1.json()
+    for r in (r1, r2):  # the compute time, so that clients can tell it from the transport
+        name, dur = r.headers["server-timing"].split(";")
+        assert name == "compute" and float(dur.removeprefix("dur=")) > 0
     assert torch.equal(torch.tensor(j["grad_logprobs"], dtype=torch.float64), back["grad_logprobs"])
     assert j["loss"] == json.loads(meta["loss"])
     assert j["metrics"] == json.loads(meta["metrics"])
@@ -186,3 +189,151 @@ def test_batcher_coalesces_concurrent_ranks():
     for j, o in zip(jobs, outs, strict=True):
         alone = compute_loss(j.logp, j.old_logp, j.ref_logp, j.advantages, j.mask, j.config)
         assert torch.equal(o.grad, alone.grad) and torch.equal(o.loss, alone.loss)
+
+
+def test_batcher_flushes_at_once_when_idle_and_gathers_while_busy():
+    """CPU default: the first request runs without waiting for a window; the ones that arrive while the
+    device thread is busy form the next batch, and every result is still bit-identical to a lone call."""
+
+    async def main():
+        b = LossBatcher(device=torch.device("cpu"))
+        assert b.window_s == 0.0
+        jobs = []
+        for s in range(6):
+            ts = tensors(seed=s, b=4, t=64, dtype=torch.float32)
+            cfg = TrlLossConfig(loss_type="grpo", beta=0.04)
+            jobs.append(
+                LossJob(ts["logp"], ts["old_logp"], ts["ref_logp"], ts["advantages"], ts["mask"], cfg)
+            )
+        outs = await asyncio.gather(*(b.submit(j) for j in jobs))
+        b.close()
+        return b.stats, jobs, outs
+
+    stats, jobs, outs = asyncio.run(main())
+    assert (stats.requests, stats.batches, stats.largest_batch) == (6, 2, 5)
+    for j, o in zip(jobs, outs, strict=True):
+        alone = compute_loss(j.logp, j.old_logp, j.ref_logp, j.advantages, j.mask, j.config)
+        assert torch.equal(o.grad, alone.grad) and torch.equal(o.loss, alone.loss)
+
+
+def test_batcher_window_and_errors_reach_every_waiter():
+    """An explicit window still gathers an idle burst into one batch; a failing batch fails all its waiters
+    and leaves the batcher usable."""
+
+    async def main():
+        b = LossBatcher(device=torch.device("cpu"), window_s=0.01)
+        ts = tensors(b=2, t=8, dtype=torch.float32)
+        good = LossJob(ts["logp"], None, None, ts["advantages"], ts["mask"], TrlLossConfig())
+        bad = LossJob(ts["logp"], None, None, ts["advantages"][:1], ts["mask"], TrlLossConfig())
+        res = await asyncio.gather(b.submit(bad), b.submit(bad), return_exceptions=True)
+        ok = await b.submit(good)
+        b.close()
+        return b.stats, res, ok
+
+    stats, res, ok = asyncio.run(main())
+    assert all(isinstance(r, Exception) for r in res) and stats.largest_batch == 2
+    assert ok.grad.shape == (2, 8) and stats.batches == 2
+
+
+def _asgi_post(app, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, bytes, int]:
+    """Drive the ASGI app directly: the body arrives in the given chunks, whatever Content-Length says (a
+    server frames by Content-Length; other ASGI servers or proxies may not, so the route must check)."""
+
+    async def run() -> tuple[int, bytes, int]:
+        msgs = [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return msgs.pop(0) if msgs else {"type": "http.disconnect"}
+
+        async def send(m: dict) -> None:
+            sent.append(m)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/grpo/loss",
+            "raw_path": b"/grpo/loss",
+            "query_string": b"",
+            "headers": [(b"content-type", SAFETENSORS_MEDIA_TYPE.encode()), *headers],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        await app(scope, receive, send)
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        bodies = [bytes(m.get("body", b"")) for m in sent if m["type"] == "http.response.body"]
+        return status, b"".join(bodies), len(bodies)
+
+    return asyncio.run(run())
+
+
+def test_binary_body_length_is_checked_never_500(client):
+    app = client.app
+    body = encode(tensors(), {"options": {"flavor": "trl"}})
+    n = len(body)
+    half = [body[: n // 2], body[n // 2 :]]
+
+    def cl(x) -> list[tuple[bytes, bytes]]:
+        return [(b"content-length", str(x).encode())]
+
+    ok, answer, pieces = _asgi_post(app, cl(n), half)
+    assert ok == 200 and decode(answer)[0]["grad_logprobs"].shape == (5, 9)
+    assert pieces == 2  # safetensors header, then the gradient's own memory: never joined
+    status, text, _ = _asgi_post(app, cl(n + 10), half)
+    assert status == 400 and b"Content-Length" in text  # stopped short
+    status, text, _ = _asgi_post(app, cl(n - 10), half)
+    assert status == 400 and b"longer than its Content-Length" in text
+    assert _asgi_post(app, cl("12x"), half)[0] == 400
+    assert _asgi_post(app, cl(-1), half)[0] == 400
+    status, text, _ = _asgi_post(app, cl(1 << 40), half)  # refused before anything is read
+    assert status == 413 and b"exceeds" in text
+    # no Content-Length (chunked upload): joined, still checked against the limit
+    assert _asgi_post(app, [], half)[0] == 200
+    app.state.settings = type("S", (), {"max_body_bytes": n - 1})()  # not a Settings: default limit kept
+    assert _asgi_post(app, [], half)[0] == 200
+    from service.config import Settings
+
+    app.state.settings = Settings(max_body_bytes=n - 1)
+    try:
+        assert _asgi_post(app, [], half)[0] == 413
+        assert _asgi_post(app, cl(n), half)[0] == 413
+    finally:
+        del app.state.settings
+    # truncated inside a tensor (Content-Length matches what was sent): the codec's 400, not a 500
+    short = body[: n - 7]
+    assert _asgi_post(app, cl(len(short)), [short])[0] == 400
+
+
+def test_binary_answer_is_sent_in_pieces_equal_to_encode(client):
+    """The answer goes out as header + tensor chunks (no join); the bytes are exactly `encode`'s, a standard
+    safetensors file."""
+    from safetensors.torch import load
+
+    from service.grpo.wire import encode_parts
+
+    ts = tensors(dtype=torch.float32)
+    opts = {"flavor": "trl", "loss_type": "grpo", "beta": 0.04}
+    r = client.post(
+        "/grpo/loss", content=encode(ts, {"options": opts}), headers={"content-type": SAFETENSORS_MEDIA_TYPE}
+    )
+    assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
+    back, meta = decode(r.content)
+    again = encode(
+        {"grad_logprobs": back["grad_logprobs"]},
+        {"loss": json.loads(meta["loss"]), "metrics": json.loads(meta["metrics"])},
+    )
+    assert r.content == again
+    assert torch.equal(load(r.content)["grad_logprobs"], back["grad_logprobs"])
+    parts = encode_parts(
+        {"a": torch.arange(3.0), "m": torch.ones(2, 2, dtype=torch.bool), "e": torch.zeros(0)}
+    )
+    assert len(parts) == 3 and all(isinstance(p, memoryview) for p in parts[1:])
+    assert b"".join(parts) == encode(
+        {"a": torch.arange(3.0), "m": torch.ones(2, 2, dtype=torch.bool), "e": torch.zeros(0)}
+    )

@@ -62,3 +62,10 @@ def test_filter_keeps_passing_rows(tmp_path: Path) -> None:
     assert [r["id"] for r in kept] == [0, 2, 4]
     assert all(r["referee"]["status"] == "ok" for r in kept)
     assert "kept 3 rows" in done.stderr
+
+
+def test_serve_uses_the_httptools_parser() -> None:
+    """`referee serve` runs uvicorn with httptools (pinned dependency), h11 only as the fallback."""
+    from service.cli import http_implementation
+
+    assert http_implementation() == "httptools"

@@ -95,12 +95,18 @@ def free_port() -> int:
 class FakeReferee:
     """Runs ``app`` (default ``make_app()``) with uvicorn on 127.0.0.1:<free port> in a background thread."""
 
-    def __init__(self, app: FastAPI | None = None) -> None:
+    def __init__(self, app: FastAPI | None = None, *, keep_alive_s: float = 5) -> None:
         self.app = app if app is not None else make_app()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="error",
+                timeout_keep_alive=keep_alive_s,  # type: ignore[arg-type]
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

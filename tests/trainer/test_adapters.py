@@ -107,7 +107,12 @@ print(mod.compute_score("openai/gsm8k", {GOOD!r}, "42")["acc"])
 """
     env = {**os.environ, "REFEREE_URL": referee.url, "PYTHONPATH": ""}
     out = subprocess.run(
-        [sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-S", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1.0"
