@@ -12,4 +12,6 @@ python3 -m venv "$venv"
     pytest==9.2.0 hypothesis==6.170.15 pytest-timeout==2.4.0 safetensors==0.8.0 \
     fastapi==0.165.0 uvicorn==0.54.0 httpx==0.28.1 pydantic==2.13.4 pydantic-settings==2.14.1 \
     prometheus-client==0.26.0 "torch==2.13.0"
+# the project itself (pinned runtime deps), so bench/grpo_throughput.py can start `referee serve` from here
+"$venv/bin/pip" install -q -e .
 "$venv/bin/python" -c "import trl, verl; print('peers:', trl.__version__, verl.__version__)"

@@ -1,12 +1,16 @@
 """GRPO loss + gradient throughput: our fused closed form vs the peers' eager code, the bandwidth bound, HTTP.
 
 Same tensors, same run: B x T fp32 log-probs (policy, old, reference), ragged masks, per-sequence advantages.
-  * ours:  service.grpo.compute_loss (closed-form gradient, no autograd graph)
+  * ours:  service.grpo.compute_loss, the default path: the fused C kernel on CPU (service/grpo/fused_cpu.c,
+           closed-form gradient, one pass per row, masked tails skipped)
+  * torch: the same closed form through torch ops (`native=False`: the CUDA path and the CPU fallback);
+           `--compiled` adds it through torch.compile
   * peers: verl `get_policy_loss_fn` + `agg_loss` + `kl_penalty`, TRL `GRPOTrainer._compute_loss`, forward +
            `autograd.grad` (when verl/TRL are importable; else our autograd reference, labelled as such)
   * bound: bytes one fused pass must touch (GRPO.md §6: logp, old, ref 4 B each, mask 1 B, grad 4 B) divided
            by the torch copy bandwidth measured in this run
-  * http:  a real uvicorn on 127.0.0.1 with the safetensors body (client encode + POST + decode) vs in-process
+  * http:  `referee serve` (its own process) on 127.0.0.1, the trainer's client with the safetensors body both
+           ways, vs the same compute in process, and vs raw TCP moving the same bytes (the floor)
 
 Run (peers installed in /work/venv-peers, see docs/grpo.md):
     PYTHONPATH=. /work/venv-peers/bin/python bench/grpo_throughput.py
@@ -25,12 +29,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
+# Idle OpenMP threads sleep instead of spinning: interleaved timing otherwise lets the peers' spinning torch
+# threads (after each of their calls) steal the core our next call runs on. Applies to every contender; must be
+# set before torch loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.grpo import TrlLossConfig, VerlLossConfig, compute_loss  # noqa: E402
 from service.grpo.reference import reference_loss  # noqa: E402
+from service.malloc_tuning import keep_freed_memory  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], reps: int, sync: Callable[[], None]) -> float:
@@ -91,22 +101,75 @@ def peer_fns():
         return None, f"{type(e).__name__}: {e}"
 
 
-def serve(port: int):
-    import uvicorn
-    from fastapi import FastAPI
+def serve(port: int, threads: int):  # type: ignore[no-untyped-def]
+    """`referee serve` (the shipped app, uvicorn + httptools) in its own process, as trainers meet it: a
+    server thread in this process would share the client's GIL."""
+    import subprocess
 
-    from service.routes.grpo import router
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "OMP_NUM_THREADS": str(threads),  # the same intra-op threads as the in-process contender
+        "REFEREE_POOL_SIZE": "1",
+        "REFEREE_SANDBOX_BACKEND": "none",
+    }
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env, cwd=root)
+    for _ in range(600):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                c.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if c.recv(64).startswith(b"HTTP/1.1 200"):
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("referee serve did not become ready")
 
-    app = FastAPI()
-    app.include_router(router)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    for _ in range(200):
-        if server.started:
-            return server, th
-        time.sleep(0.05)
-    raise RuntimeError("uvicorn did not start")
+
+class RawLoopback:
+    """One call moves `up` bytes to a peer thread and `down` bytes back over raw TCP on 127.0.0.1: no HTTP, no
+    copies outside the kernel (sendall of one buffer, recv_into a preallocated one). HTTP cannot beat it."""
+
+    def __init__(self, up: int, down: int) -> None:
+        self.a = torch.ones(up, dtype=torch.uint8).numpy().data
+        self.b = torch.ones(down, dtype=torch.uint8).numpy().data
+        self.ra = torch.empty(up, dtype=torch.uint8).numpy().data
+        self.rb = torch.empty(down, dtype=torch.uint8).numpy().data
+        with socket.socket() as ls:
+            ls.bind(("127.0.0.1", 0))
+            ls.listen(1)
+            self.cli = socket.create_connection(ls.getsockname())
+            self.srv, _ = ls.accept()
+        self.peer = threading.Thread(target=self._serve, daemon=True)
+        self.peer.start()
+
+    @staticmethod
+    def _recv_exact(sock: socket.socket, view: memoryview) -> bool:
+        pos = 0
+        while pos < len(view):
+            n = sock.recv_into(view[pos:])
+            if not n:
+                return False
+            pos += n
+        return True
+
+    def _serve(self) -> None:
+        while self._recv_exact(self.srv, self.ra):
+            self.srv.sendall(self.b)
+
+    def __call__(self) -> None:
+        self.cli.sendall(self.a)
+        self._recv_exact(self.cli, self.rb)
+
+    def close(self) -> None:
+        self.cli.close()
+        self.peer.join(timeout=10)
+        self.srv.close()
 
 
 def free_port() -> int:
@@ -122,10 +185,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--compiled", action="store_true", help="also time the torch path through torch.compile")
     ap.add_argument(
         "--threads", type=int, default=0, help="torch intra-op threads for every contender (0 = default)"
     )
     args = ap.parse_args()
+    malloc_tuned = keep_freed_memory()  # as `referee serve` does; applies to every contender alike
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -135,7 +200,8 @@ def main() -> None:
     valid = int(mask.sum())
     print(
         f"# {b} x {t} fp32, {valid / 1e6:.2f} M valid tokens, device {dev}, torch {torch.__version__}, "
-        f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, reps {args.reps} (medians)"
+        f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, reps {args.reps} (medians), "
+        f"malloc thresholds raised: {malloc_tuned}"
     )
     bw = copy_bandwidth(dev, sync, args.reps)
     print(f"# measured copy bandwidth {bw / 1e9:.1f} GB/s")
@@ -155,98 +221,102 @@ def main() -> None:
         ("TRL dapo beta=0", TrlLossConfig(), False),
     ]
     print(
-        f"{'case':44s} {'eager ms':>9s} {'compiled':>9s} {'peer ms':>9s} {'x eager':>8s} {'x compl':>8s} "
-        f"{'bound ms':>9s} {'compl/bound':>11s}"
+        f"{'case':44s} {'ours ms':>8s} {'torch ms':>9s} {'peer ms':>8s} {'peer/ours':>9s} {'bound ms':>8s} "
+        f"{'ours/bound':>10s}" + (f" {'compiled ms':>11s}" if args.compiled else "")
     )
     for name, cfg, uses_ref in cases:
         r = ref if uses_ref else None
-        t0 = time.perf_counter()
-        compute_loss(lp, old, r, adv, mask, cfg, use_compile=True)
-        compile_s = time.perf_counter() - t0
         if tp:
             fn = tp.verl_peer if isinstance(cfg, VerlLossConfig) else tp.trl_peer
             peer_fn = lambda cfg=cfg, fn=fn: fn(cfg, lp, old, ref, adv, mask.bool())  # noqa: E731
         else:
             peer_fn = lambda cfg=cfg, r=r: reference_loss(lp, old, r, adv, mask, cfg)  # noqa: E731
-        eager, comp, peer = interleaved_ms(
-            [
-                lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg, use_compile=False),
-                lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg, use_compile=True),
-                peer_fn,
-            ],
-            args.reps,
-            sync,
-        )
+        contenders = [
+            lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg),
+            lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg, native=False),
+            peer_fn,
+        ]
+        if args.compiled:
+            compute_loss(lp, old, r, adv, mask, cfg, use_compile=True)  # compile outside the timing
+            contenders.append(lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg, use_compile=True))
+        ms = interleaved_ms(contenders, args.reps, sync)
+        ours, torch_ms, peer = ms[:3]
         nbytes = b * t * ((12 if uses_ref else 8) + 1 + 4)
         bound = nbytes / bw * 1e3
         print(
-            f"{name:44s} {eager:9.2f} {comp:9.2f} {peer:9.2f} {peer / eager:8.1f} {peer / comp:8.1f} "
-            f"{bound:9.2f} {comp / bound:11.1f}   (first compiled call {compile_s:.1f} s)",
+            f"{name:44s} {ours:8.2f} {torch_ms:9.2f} {peer:8.2f} {peer / ours:9.1f} {bound:8.2f} "
+            f"{ours / bound:10.1f}" + (f" {ms[3]:11.2f}" if args.compiled else ""),
             flush=True,
         )
     print(f"# peer column = {peer_label}")
     if args.no_http:
         return
-    import httpx
+    http_section(lp, old, ref, adv, mask, dev, args.reps, sync)
 
-    from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, decode, encode
+
+def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Callable[[], None]) -> None:  # type: ignore[no-untyped-def]
+    """End to end through `referee serve` with the trainer's client (safetensors both ways) vs the same
+    compute in process, and vs raw TCP moving the same bytes (the floor)."""
+    from service.grpo.wire import encode_parts
+    from trainer.client import ClientConfig, RefereeClient, loss_request_parts
 
     compiled = os.environ.get("REFEREE_GRPO_COMPILE", "") == "1"
-    port = free_port()
-    server, th = serve(port)
     cfg = TrlLossConfig(loss_type="grpo", beta=0.04)
     opts = {"flavor": "trl", "loss_type": "grpo", "beta": 0.04}
-    host = [x.cpu() for x in (lp, old, ref, adv, mask)]
+    host = {"logp": lp.cpu(), "old_logp": old.cpu(), "ref_logp": ref.cpu(), "advantages": adv.cpu()}
+    host["mask"] = mask.cpu().to(torch.bool)  # one byte a token, as trainer.engine sends it
+    req_bytes = sum(memoryview(p).nbytes for p in loss_request_parts(host, opts))
+
+    def local() -> torch.Tensor:
+        h = host
+        out = compute_loss(
+            h["logp"],
+            h["old_logp"],
+            h["ref_logp"],
+            h["advantages"],
+            h["mask"],
+            cfg,
+            device=dev,
+            use_compile=compiled,  # the server reads the same REFEREE_GRPO_COMPILE
+        )
+        return out.grad.cpu()
+
+    port = free_port()
+    server = serve(port, torch.get_num_threads())
+    client = RefereeClient(ClientConfig(base_url=f"http://127.0.0.1:{port}", max_retries=0))
+    net: list[float] = []  # per request: end to end - that request's compute on the service (Server-Timing)
+
+    def call() -> torch.Tensor:
+        t0 = time.perf_counter()
+        r = client.grpo_loss(host, opts)
+        net.append(1e3 * (time.perf_counter() - t0) - (r.server_ms or 0.0))
+        return r.grad_logprobs
+
+    raw: RawLoopback | None = None
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-
-            def call() -> torch.Tensor:
-                body = encode(
-                    {
-                        "logp": host[0],
-                        "old_logp": host[1],
-                        "ref_logp": host[2],
-                        "advantages": host[3],
-                        "mask": host[4],
-                    },
-                    {"options": opts},
-                )
-                resp = client.post(
-                    "/grpo/loss", content=body, headers={"content-type": SAFETENSORS_MEDIA_TYPE}
-                )
-                resp.raise_for_status()
-                return decode(resp.content)[0]["grad_logprobs"]
-
-            http, inproc = interleaved_ms(
-                [
-                    call,
-                    lambda: compute_loss(
-                        host[0], host[1], host[2], host[3], host[4], cfg, device=dev, use_compile=compiled
-                    ).grad.cpu(),
-                ],
-                args.reps,
-                sync,
-            )
-            req_mb = (
-                len(
-                    encode(
-                        {
-                            "logp": host[0],
-                            "old_logp": host[1],
-                            "ref_logp": host[2],
-                            "advantages": host[3],
-                            "mask": host[4],
-                        }
-                    )
-                )
-                / 1e6
-            )
+        res = client.grpo_loss(host, opts)  # the answer's exact size: the service encodes it the same way
+        resp = encode_parts({"grad_logprobs": res.grad_logprobs}, {"loss": res.loss, "metrics": res.metrics})
+        resp_bytes = sum(memoryview(p).nbytes for p in resp)
+        raw = RawLoopback(req_bytes, resp_bytes)
+        http, inproc, floor = interleaved_ms([call, local, raw], reps, sync)
     finally:
-        server.should_exit = True
-        th.join(timeout=10)
+        if raw is not None:
+            raw.close()
+        client.close()
+        server.terminate()
+        server.wait(timeout=30)
+    over = http - inproc
+    same = statistics.median(net)  # immune to the server computing faster or slower than this process
+    moved = (req_bytes + resp_bytes) / 1e6
     print(
-        f"HTTP (safetensors body {req_mb:.1f} MB, TRL grpo+KL): {http:.2f} ms vs in-process {inproc:.2f} ms: "
-        f"overhead {(http - inproc) / inproc * 100:.0f}% of compute ({'compiled' if compiled else 'eager'} path)"
+        f"HTTP (referee serve on 127.0.0.1, trainer client, TRL grpo+KL, {'torch.compile' if compiled else 'default (fused kernel on CPU)'}"
+        f" path): request {req_bytes / 1e6:.1f} MB, response {resp_bytes / 1e6:.1f} MB\n"
+        f"  end to end {http:.2f} ms, in process {inproc:.2f} ms: overhead {over:.2f} ms = "
+        f"{over / inproc * 100:.0f}% of compute\n"
+        f"  per request, end to end minus its own compute on the service (Server-Timing): {same:.2f} ms = "
+        f"{same / inproc * 100:.0f}% of in-process compute, {moved / same:.2f} GB/s effective over loopback\n"
+        f"  raw-TCP floor for the same bytes (no HTTP, no user-space copies) {floor:.2f} ms = "
+        f"{moved / floor:.2f} GB/s"
     )
 
 
