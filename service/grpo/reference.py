@@ -139,6 +139,13 @@ def _trl_reference(x: LossInputs, lp: torch.Tensor, cfg: TrlLossConfig, agg: Agg
     return agg(ptl.expand_as(mf), mf, trl_row_weights(n, cfg))
 
 
+def _reference(x: LossInputs, lp: torch.Tensor, cfg: LossConfig, agg: Agg = _agg) -> torch.Tensor:
+    if isinstance(cfg, VerlLossConfig):
+        return _verl_reference(x, lp, cfg, agg)
+    assert isinstance(cfg, TrlLossConfig)
+    return _trl_reference(x, lp, cfg, agg)
+
+
 def reference_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor | None,
@@ -156,10 +163,7 @@ def reference_loss(
     dt = x.dtype
     leaf = x.logp.detach().to(dt).clone().requires_grad_(True)
     lp = torch.where(x.mask, leaf, torch.zeros((), dtype=dt))
-    if isinstance(config, VerlLossConfig):
-        loss = _verl_reference(x, lp, config)
-    else:
-        loss = _trl_reference(x, lp, config)
+    loss = _reference(x, lp, config)
     (grad,) = torch.autograd.grad(loss, leaf, allow_unused=True)
     if grad is None:
         grad = torch.zeros_like(leaf)
@@ -190,6 +194,4 @@ def reference_loss_scale(
         torch.float64,
     )
     lp = torch.where(x.mask, x.logp, torch.zeros((), dtype=torch.float64))
-    if isinstance(config, VerlLossConfig):
-        return abs(float(_verl_reference(x, lp, config, _abs_agg)))
-    return abs(float(_trl_reference(x, lp, config, _abs_agg)))
+    return abs(float(_reference(x, lp, config, _abs_agg)))
