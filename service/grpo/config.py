@@ -91,6 +91,11 @@ class VerlLossConfig:
         clip_cov_ratio, clip_cov_lb, clip_cov_ub: clip_cov selection; kl_cov_ratio, ppo_kl_coef: kl_cov.
         tau_pos, tau_neg: SAPO gate temperatures.
         seed: seeds clip_cov's random choice (verl uses the global torch RNG; same seed = same choice).
+        dp_size, batch_num_tokens, global_batch_size: verl's `global_batch_info` for data-parallel runs (what
+            `agg_loss` receives): a rank's loss is its local sum over the global normaliser times dp_size, so
+            the gradient averaged by DDP/FSDP is the global batch's. batch_num_tokens (valid tokens of the
+            global batch) is needed by token-mean and global_batch_size (non-empty sequences of the global
+            batch) by the seq-mean modes when dp_size > 1; unset = this request's own count.
     """
 
     loss_mode: str = "vanilla"
@@ -111,6 +116,9 @@ class VerlLossConfig:
     tau_pos: float = 1.0
     tau_neg: float = 1.05
     seed: int = 0
+    dp_size: int = 1
+    batch_num_tokens: int | None = None
+    global_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.loss_mode not in VERL_LOSS_MODES:
@@ -131,6 +139,18 @@ class VerlLossConfig:
             raise GrpoConfigError("clip_cov_ratio must be > 0")
         if self.loss_mode == "kl_cov" and not self.kl_cov_ratio > 0:
             raise GrpoConfigError("kl_cov_ratio must be > 0")
+        if self.dp_size < 1:
+            raise GrpoConfigError(f"dp_size must be >= 1, got {self.dp_size}")
+        for name in ("batch_num_tokens", "global_batch_size"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise GrpoConfigError(f"{name} must be >= 1, got {v}")
+        # verl's agg_loss raises these at the first step; here they are a 422 before any work
+        if self.dp_size > 1 and self.loss_agg_mode == "token-mean" and self.batch_num_tokens is None:
+            raise GrpoConfigError("(global) batch_num_tokens is required when dp_size > 1 (token-mean)")
+        seq_mean = self.loss_agg_mode.startswith("seq-mean") or self.loss_mode == "sapo"
+        if self.dp_size > 1 and seq_mean and self.global_batch_size is None:
+            raise GrpoConfigError("global_batch_size is required when dp_size > 1 (seq-mean modes, sapo)")
 
     @property
     def eps_low(self) -> float:
@@ -154,6 +174,15 @@ class TrlLossConfig:
         use_bias_correction_kl: multiply the KL by the importance ratio (TRL 1.16 default True).
         max_completion_length: the dr_grpo constant divisor.
         sapo_temperature_pos, sapo_temperature_neg: SAPO gate temperatures.
+        gradient_accumulation_steps: the trainer's current accumulation window (TRL's
+            `current_gradient_accumulation_steps`): every loss type's loss is divided by it, as in training.
+        steps_per_generation: micro-steps one generation batch is split into (GRPOConfig; None = as TRL,
+            gradient_accumulation_steps).
+        num_processes: accelerate's process count.
+        num_items_in_batch: valid tokens of the whole generation batch over all processes (what TRL gathers);
+            dapo/cispo divide by num_items_in_batch / num_processes * gradient_accumulation_steps /
+            steps_per_generation. None = this request's own count, allowed only for one process and one
+            step per generation.
     """
 
     loss_type: str = "dapo"
@@ -166,6 +195,10 @@ class TrlLossConfig:
     max_completion_length: int = 512
     sapo_temperature_pos: float = 1.0
     sapo_temperature_neg: float = 1.05
+    gradient_accumulation_steps: int = 1
+    steps_per_generation: int | None = None
+    num_processes: int = 1
+    num_items_in_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.loss_type not in TRL_LOSS_TYPES:
@@ -174,6 +207,27 @@ class TrlLossConfig:
             raise GrpoConfigError("importance_sampling_level must be token or sequence")
         if self.max_completion_length < 1:
             raise GrpoConfigError("max_completion_length must be >= 1")
+        for name in ("gradient_accumulation_steps", "steps_per_generation", "num_processes"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise GrpoConfigError(f"{name} must be >= 1, got {v}")
+        if self.num_items_in_batch is not None and self.num_items_in_batch < 0:
+            raise GrpoConfigError(f"num_items_in_batch must be >= 0, got {self.num_items_in_batch}")
+        global_norm = self.loss_type in ("dapo", "cispo")
+        if global_norm and self.num_items_in_batch is None and (self.num_processes > 1 or self.spg > 1):
+            raise GrpoConfigError(
+                "num_items_in_batch (valid tokens of the generation batch, all processes) is required for "
+                f"{self.loss_type} when num_processes > 1 or steps_per_generation > 1"
+            )
+
+    @property
+    def spg(self) -> int:
+        """steps_per_generation as TRL resolves it (default: gradient_accumulation_steps)."""
+        return (
+            self.gradient_accumulation_steps
+            if self.steps_per_generation is None
+            else self.steps_per_generation
+        )
 
     @property
     def eps_high(self) -> float:

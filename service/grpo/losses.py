@@ -371,8 +371,8 @@ def verl_loss(
     n_all = (fused.row_counts() if fused is not None else x.mask.sum(-1)).to(x.dtype)
     total = n_all.sum()
     pg_mode = "seq-mean-token-mean" if cfg.loss_mode == "sapo" else cfg.loss_agg_mode
-    c_pg = verl_row_weights(n_all, t, pg_mode, cfg.loss_scale_factor)
-    c_kl = verl_row_weights(n_all, t, cfg.loss_agg_mode, cfg.loss_scale_factor)
+    c_pg = verl_row_weights(n_all, t, pg_mode, cfg)
+    c_kl = verl_row_weights(n_all, t, cfg.loss_agg_mode, cfg)
     if fused is not None:
         grad, st, _ = fused.run(cfg, c_pg, c_kl)
         names = {"pg": "loss", "ppo_kl": "ppo_kl", "pg_clipfrac": "clip", "pg_clipfrac_lower": "clip_lower"}

@@ -57,7 +57,7 @@ def _verl_reference(x: LossInputs, lp: torch.Tensor, cfg: VerlLossConfig, agg: A
     lo, hi = cfg.eps_low, cfg.eps_high
     mode = cfg.loss_mode
     pg_mode = "seq-mean-token-mean" if mode == "sapo" else cfg.loss_agg_mode
-    c = verl_row_weights(n, t, pg_mode, cfg.loss_scale_factor)
+    c = verl_row_weights(n, t, pg_mode, cfg)
     nkl = lp - old
     if mode in ("vanilla", "cispo", "sapo"):
         ratio = torch.exp(torch.clamp(nkl, -20.0, 20.0))
@@ -99,7 +99,7 @@ def _verl_reference(x: LossInputs, lp: torch.Tensor, cfg: VerlLossConfig, agg: A
     if cfg.use_kl_loss:
         assert x.ref_logp is not None
         ref = torch.where(m, x.ref_logp.to(dt), zero)
-        ck = verl_row_weights(n, t, cfg.loss_agg_mode, cfg.loss_scale_factor)
+        ck = verl_row_weights(n, t, cfg.loss_agg_mode, cfg)
         pg = pg + cfg.kl_loss_coef * agg(_verl_kl(lp, ref, cfg.kl_loss_type), mf, ck)
     return pg
 

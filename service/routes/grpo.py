@@ -109,6 +109,13 @@ class LossOptions(BaseModel):
     tau_pos: float | None = None
     tau_neg: float | None = None
     seed: int | None = None
+    dp_size: int | None = Field(None, description="verl global_batch_info: data-parallel size.")
+    batch_num_tokens: int | None = Field(
+        None, description="verl: valid tokens of the global batch (token-mean, needed when dp_size > 1)."
+    )
+    global_batch_size: int | None = Field(
+        None, description="verl: non-empty sequences of the global batch (seq-mean modes, dp_size > 1)."
+    )
     # TRL
     loss_type: str | None = Field(None, description="TRL loss_type", examples=["dapo"])
     epsilon: float | None = None
@@ -120,6 +127,14 @@ class LossOptions(BaseModel):
     max_completion_length: int | None = None
     sapo_temperature_pos: float | None = None
     sapo_temperature_neg: float | None = None
+    gradient_accumulation_steps: int | None = Field(
+        None, description="TRL: the current accumulation window; every loss is divided by it."
+    )
+    steps_per_generation: int | None = Field(None, description="TRL GRPOConfig.steps_per_generation.")
+    num_processes: int | None = Field(None, description="TRL: accelerate's process count.")
+    num_items_in_batch: int | None = Field(
+        None, description="TRL: valid tokens of the generation batch over all processes (dapo, cispo)."
+    )
 
 
 class LossRequest(LossOptions):

@@ -78,8 +78,14 @@ def verl_peer(cfg: VerlLossConfig, lp, old, ref, adv, m):
         ppo_micro_batch_size_per_gpu=1,
         rollout_n=1,
     )
-    if cfg.loss_scale_factor is not None:
-        actor.global_batch_info["loss_scale_factor"] = cfg.loss_scale_factor
+    # what verl's ppo_loss puts there before calling the policy loss (workers/utils/losses.py)
+    global_info = {
+        "dp_size": cfg.dp_size,
+        "batch_num_tokens": cfg.batch_num_tokens,
+        "global_batch_size": cfg.global_batch_size,
+        "loss_scale_factor": cfg.loss_scale_factor,
+    }
+    actor.global_batch_info.update(global_info)
     leaf = lp.clone().requires_grad_(True)
     mf = m.to(lp.dtype)
     a = (adv if adv.dim() == 2 else adv[:, None]) * mf  # per token, or one per sequence
@@ -96,14 +102,15 @@ def verl_peer(cfg: VerlLossConfig, lp, old, ref, adv, m):
     loss = pg
     if cfg.use_kl_loss:
         kl = core_algos.kl_penalty(leaf, ref, cfg.kl_loss_type)
-        kl_agg = core_algos.agg_loss(kl, mf, cfg.loss_agg_mode, loss_scale_factor=cfg.loss_scale_factor)
+        kl_agg = core_algos.agg_loss(kl, mf, cfg.loss_agg_mode, **global_info)
         loss = pg + cfg.kl_loss_coef * kl_agg
     (grad,) = torch.autograd.grad(loss, leaf)
     return loss.detach(), grad, metrics
 
 
 class _Acc:
-    num_processes = 1
+    def __init__(self, num_processes: int) -> None:
+        self.num_processes = num_processes
 
     def reduce(self, x, reduction="sum"):
         return x
@@ -121,7 +128,7 @@ def trl_peer(cfg: TrlLossConfig, lp, old, ref, adv, m):
         delta=cfg.delta,
         sapo_temperature_pos=cfg.sapo_temperature_pos,
         sapo_temperature_neg=cfg.sapo_temperature_neg,
-        steps_per_generation=1,
+        steps_per_generation=cfg.spg,
     )
     fake = SimpleNamespace(
         _get_per_token_logps_and_entropies=lambda *a, **k: (leaf, torch.zeros_like(leaf), None),
@@ -135,8 +142,8 @@ def trl_peer(cfg: TrlLossConfig, lp, old, ref, adv, m):
         epsilon_high=cfg.eps_high,
         use_vllm=False,
         model=SimpleNamespace(training=True),
-        current_gradient_accumulation_steps=1,
-        accelerator=_Acc(),
+        current_gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        accelerator=_Acc(cfg.num_processes),
         _entropy_bonus_enabled=False,
         aux_loss_enabled=False,
         _metrics={"train": defaultdict(list)},
@@ -151,7 +158,9 @@ def trl_peer(cfg: TrlLossConfig, lp, old, ref, adv, m):
         "advantages": adv,
         "old_per_token_logps": old,
         "ref_per_token_logps": ref,
-        "num_items_in_batch": m.sum(),
+        "num_items_in_batch": m.sum()
+        if cfg.num_items_in_batch is None
+        else torch.tensor(cfg.num_items_in_batch),
     }
     loss = GRPOTrainer._compute_loss(fake, None, inputs)
     (grad,) = torch.autograd.grad(loss, leaf)
@@ -197,6 +206,64 @@ TRL_CFGS = [
     for lvl in ("token", "sequence")
     for beta, bc, delta in ((0.0, True, None), (0.04, True, None), (0.04, False, 2.0))
 ]
+
+
+# data-parallel runs and gradient accumulation: the global normalisers each trainer passes per rank / micro-step
+VERL_DP_CFGS = [
+    VerlLossConfig(
+        loss_mode=mode,
+        loss_agg_mode=agg,
+        use_kl_loss=True,
+        clip_ratio_high=0.28,
+        dp_size=4,
+        batch_num_tokens=997,
+        global_batch_size=37,
+        loss_scale_factor=50 if agg == "seq-mean-token-sum-norm" else None,
+    )
+    for mode in ("vanilla", "gspo", "sapo", "geo_mean", "cispo")
+    for agg in VERL_AGG_MODES
+]
+TRL_DP_CFGS = [
+    TrlLossConfig(
+        loss_type=lt,
+        beta=0.04,
+        epsilon_high=5.0 if lt == "cispo" else 0.28,
+        max_completion_length=40,
+        gradient_accumulation_steps=ga,
+        steps_per_generation=spg,
+        num_processes=npr,
+        num_items_in_batch=items,
+    )
+    for lt in TRL_LOSS_TYPES
+    for ga, spg, npr, items in ((4, None, 8, 4000), (2, 4, 3, 1234), (1, 1, 2, 0))
+]
+
+
+@pytest.mark.parametrize("cfg", VERL_DP_CFGS, ids=lambda c: f"{c.loss_mode}-{c.loss_agg_mode}")
+def test_verl_data_parallel_normalisers_match(cfg):
+    lp, old, ref, adv, m = batch(3)
+    p_loss, p_grad, p_metrics = verl_peer(cfg, lp, old, ref, adv, m)
+    ours = compute_loss(lp, old, ref, adv, m, cfg)
+    assert torch.allclose(ours.loss, p_loss, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(ours.grad, p_grad, rtol=1e-7, atol=1e-12)
+    for k, v in p_metrics.items():
+        assert ours.metrics[k] == pytest.approx(float(v), rel=1e-7, abs=1e-9), k
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    TRL_DP_CFGS,
+    ids=lambda c: f"{c.loss_type}-ga{c.gradient_accumulation_steps}-spg{c.spg}-np{c.num_processes}",
+)
+def test_trl_accumulation_and_process_normalisers_match(cfg):
+    lp, old, ref, adv, m = batch(4)
+    p_loss, p_grad, _ = trl_peer(cfg, lp, old, ref, adv, m)
+    ours = compute_loss(lp, old, ref, adv, m, cfg)
+    # TRL's dapo/cispo normaliser is float32 whatever the inputs (an int64 token count clamped with a float
+    # min promotes to float32), so 1234 / 3 carries float32 rounding there; ours is float64
+    rtol = 1e-7 if cfg.loss_type in ("dapo", "cispo") else 1e-9
+    assert torch.allclose(ours.loss, p_loss, rtol=rtol, atol=1e-12)
+    assert torch.allclose(ours.grad, p_grad, rtol=max(rtol, 1e-7), atol=1e-12)
 
 
 @pytest.mark.parametrize(
