@@ -525,6 +525,7 @@ class LossResult:
     metrics: dict[str, Any]
     grad_logprobs: Any  # torch.Tensor, same shape as the request's logprobs
     server_ms: float | None = None  # the service's compute time (Server-Timing), when it says
+    grad_entropy: Any = None  # torch.Tensor d loss / d entropy, when the request sent `entropy`
 
 
 def _server_ms(headers: Mapping[str, str]) -> float | None:
@@ -555,7 +556,7 @@ _WIRE_NAMES = {
 
 
 def loss_request_parts(tensors: Mapping[str, Any], options: Mapping[str, Any]) -> list[bytes | memoryview]:
-    """A safetensors body (tensors ``logp``, ``old_logp``, ``ref_logp``, ``advantages``, ``mask``; the JSON
+    """A safetensors body (tensors ``logp``, ``old_logp``, ``ref_logp``, ``advantages``, ``mask``, ``entropy``; the JSON
     options in the metadata key ``"options"``; the service's wire format, ``service/grpo/wire.py``) as
     pieces to send back to back: the header, then a byte view of each tensor's own memory (no copy of a
     contiguous CPU tensor). Tensors are laid out by descending element size, so each one is aligned.
@@ -602,22 +603,37 @@ def decode_loss_response(content: bytes | memoryview, content_type: str) -> Loss
         (n,) = struct.unpack("<Q", view[:8])
         header = json.loads(bytes(view[8 : 8 + n]))
         meta = header.get("__metadata__", {}) or {}
-        info = header["grad_logprobs"]
-        dtype = {v: getattr(torch, k) for k, v in _WIRE_NAMES.items()}[info["dtype"]]
-        b0, b1 = info["data_offsets"]
-        count = (b1 - b0) // torch.empty((), dtype=dtype).element_size()
-        start = 8 + n + b0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # read-only buffer: copied right below
-            flat = torch.frombuffer(view, dtype=dtype, count=count, offset=start) if count else None
-        if flat is None:
-            flat = torch.empty(0, dtype=dtype)
-        elif view.readonly or start % flat.element_size():
-            flat = flat.clone()
         metrics = json.loads(meta.get("metrics", "{}"))
-        return LossResult(_num(json.loads(meta["loss"])), metrics, flat.reshape(info["shape"]))
+        grad = _tensor_in(view, 8 + n, header["grad_logprobs"])
+        grad_h = _tensor_in(view, 8 + n, header["grad_entropy"]) if "grad_entropy" in header else None
+        return LossResult(_num(json.loads(meta["loss"])), metrics, grad, grad_entropy=grad_h)
     data = json.loads(bytes(content))
-    return LossResult(_num(data["loss"]), data.get("metrics", {}), torch.tensor(data["grad_logprobs"]))
+    grad_h = data.get("grad_entropy")
+    return LossResult(
+        _num(data["loss"]),
+        data.get("metrics", {}),
+        torch.tensor(data["grad_logprobs"]),
+        grad_entropy=None if grad_h is None else torch.tensor(grad_h),
+    )
+
+
+def _tensor_in(view: memoryview, data_start: int, info: Mapping[str, Any]) -> Any:
+    """One safetensors tensor of `view` as a torch view of it (copied if the buffer is read-only or the
+    tensor is misaligned)."""
+    import torch
+
+    dtype = {v: getattr(torch, k) for k, v in _WIRE_NAMES.items()}[info["dtype"]]
+    b0, b1 = info["data_offsets"]
+    count = (b1 - b0) // torch.empty((), dtype=dtype).element_size()
+    start = data_start + b0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only buffer: copied right below
+        flat = torch.frombuffer(view, dtype=dtype, count=count, offset=start) if count else None
+    if flat is None:
+        flat = torch.empty(0, dtype=dtype)
+    elif view.readonly or start % flat.element_size():
+        flat = flat.clone()
+    return flat.reshape(info["shape"])
 
 
 def _num(x: Any) -> float:

@@ -35,6 +35,7 @@ class LossJob:
     advantages: torch.Tensor
     mask: torch.Tensor
     config: LossConfig
+    entropy: torch.Tensor | None = None  # (B, T) per-token entropies for the entropy bonus
     run_s: float = 0.0
 
 
@@ -45,11 +46,14 @@ class BatcherStats:
     largest_batch: int = 0
 
 
+_FIELDS = ("logp", "old_logp", "ref_logp", "advantages", "mask", "entropy")
+
+
 def _key(job: LossJob) -> tuple:
     def sig(t: torch.Tensor | None) -> tuple:
         return () if t is None else (t.dtype, tuple(t.shape[1:]))
 
-    return (sig(job.logp), sig(job.old_logp), sig(job.ref_logp), sig(job.advantages), sig(job.mask))
+    return tuple(sig(getattr(job, n)) for n in _FIELDS)
 
 
 def run_batch(jobs: list[LossJob], device: torch.device, *, coalesce: bool | None = None) -> list[LossOutput]:
@@ -83,7 +87,7 @@ def run_batch(jobs: list[LossJob], device: torch.device, *, coalesce: bool | Non
             dev = (host.pin_memory() if pin else host).to(device, non_blocking=pin)
             return list(torch.split(dev, rows, 0))
 
-        fields = {n: cat(n) for n in ("logp", "old_logp", "ref_logp", "advantages", "mask")}
+        fields = {n: cat(n) for n in _FIELDS}
         results = []
         for k, j in enumerate(members):
             results.append(
@@ -95,12 +99,14 @@ def run_batch(jobs: list[LossJob], device: torch.device, *, coalesce: bool | Non
                     fields["mask"][k],  # type: ignore[arg-type]
                     j.config,
                     device=device,
+                    entropy=fields["entropy"][k],
                 )
             )
         grads = torch.cat([r.grad for r in results], 0).cpu() if len(results) > 1 else results[0].grad.cpu()
         for k, (i, r) in enumerate(zip(idxs, results, strict=True)):
             g = grads[sum(rows[:k]) : sum(rows[: k + 1])] if len(results) > 1 else grads
-            out[i] = LossOutput(loss=r.loss.cpu(), grad=g, metrics=r.metrics)
+            gh = None if r.grad_entropy is None else r.grad_entropy.cpu()
+            out[i] = LossOutput(loss=r.loss.cpu(), grad=g, metrics=r.metrics, grad_entropy=gh)
     return out  # type: ignore[return-value]
 
 

@@ -91,6 +91,7 @@ class VerlLossConfig:
         clip_cov_ratio, clip_cov_lb, clip_cov_ub: clip_cov selection; kl_cov_ratio, ppo_kl_coef: kl_cov.
         tau_pos, tau_neg: SAPO gate temperatures.
         seed: seeds clip_cov's random choice (verl uses the global torch RNG; same seed = same choice).
+        entropy_coeff: weight of the entropy bonus (needs the per-token `entropy`; see entropy.py).
         dp_size, batch_num_tokens, global_batch_size: verl's `global_batch_info` for data-parallel runs (what
             `agg_loss` receives): a rank's loss is its local sum over the global normaliser times dp_size, so
             the gradient averaged by DDP/FSDP is the global batch's. batch_num_tokens (valid tokens of the
@@ -116,6 +117,7 @@ class VerlLossConfig:
     tau_pos: float = 1.0
     tau_neg: float = 1.05
     seed: int = 0
+    entropy_coeff: float = 0.0
     dp_size: int = 1
     batch_num_tokens: int | None = None
     global_batch_size: int | None = None
@@ -174,6 +176,7 @@ class TrlLossConfig:
         use_bias_correction_kl: multiply the KL by the importance ratio (TRL 1.16 default True).
         max_completion_length: the dr_grpo constant divisor.
         sapo_temperature_pos, sapo_temperature_neg: SAPO gate temperatures.
+        entropy_coef: weight of the (static) entropy bonus (needs the per-token `entropy`; see entropy.py).
         gradient_accumulation_steps: the trainer's current accumulation window (TRL's
             `current_gradient_accumulation_steps`): every loss type's loss is divided by it, as in training.
         steps_per_generation: micro-steps one generation batch is split into (GRPOConfig; None = as TRL,
@@ -195,6 +198,7 @@ class TrlLossConfig:
     max_completion_length: int = 512
     sapo_temperature_pos: float = 1.0
     sapo_temperature_neg: float = 1.05
+    entropy_coef: float = 0.0
     gradient_accumulation_steps: int = 1
     steps_per_generation: int | None = None
     num_processes: int = 1

@@ -25,6 +25,7 @@ from service.grpo import fused_cpu
 from service.grpo.advantages import GrpoInputError
 from service.grpo.aggregation import trl_row_weights, verl_row_weights
 from service.grpo.config import LossConfig, TrlLossConfig, VerlLossConfig
+from service.grpo.entropy import check_entropy, entropy_bonus
 from service.grpo.kl import kl_value_and_grad, trl_kl_value_and_grad
 
 
@@ -42,6 +43,7 @@ class LossOutput:
     loss: torch.Tensor
     grad: torch.Tensor
     metrics: dict[str, float] = field(default_factory=dict)
+    grad_entropy: torch.Tensor | None = None  # d loss / d entropy, when the request sent entropies
 
 
 @dataclass
@@ -563,6 +565,7 @@ def compute_loss(
     block_elems: int | None = None,
     use_compile: bool | None = None,
     native: bool | None = None,
+    entropy: torch.Tensor | None = None,
 ) -> LossOutput:
     """Loss, closed-form gradient and metrics for either flavour (the config's type picks it).
 
@@ -579,15 +582,29 @@ def compute_loss(
             config compiles, seconds to a minute). None = env `REFEREE_GRPO_COMPILE=1`, else eager.
         native: use the fused C kernel (`fused_cpu.py`) when it supports the config and the inputs (CPU,
             not float64) and a compiler built it. None = yes unless torch.compile was asked for.
+        entropy: (B, T) per-token entropies for the entropy bonus (verl `entropy_coeff`, TRL `entropy_coef`);
+            then `grad_entropy` is set.
 
     Returns:
-        `LossOutput` (loss, grad already weighted by the aggregation, metrics).
+        `LossOutput` (loss, grad already weighted by the aggregation, metrics, grad_entropy).
     """
     x = prepare_inputs(logp, old_logp, ref_logp, advantages, mask, device)
+    if entropy is not None:
+        check_entropy(entropy, x.logp.shape)
     if use_compile is None:
         use_compile = os.environ.get("REFEREE_GRPO_COMPILE", "") == "1"
     if native is None:
         native = not use_compile
     if isinstance(config, VerlLossConfig):
-        return verl_loss(x, config, block_elems, use_compile, native)
-    return trl_loss(x, config, block_elems, use_compile, native)
+        out = verl_loss(x, config, block_elems, use_compile, native)
+    else:
+        out = trl_loss(x, config, block_elems, use_compile, native)
+    if entropy is None:
+        return out
+    bonus, grad_h, metrics = entropy_bonus(entropy, x.mask, config, x.dtype)
+    return LossOutput(
+        loss=(out.loss - bonus.to(out.loss.dtype)),
+        grad=out.grad,
+        metrics={**out.metrics, **metrics},
+        grad_entropy=grad_h,
+    )

@@ -28,6 +28,7 @@ from service.grpo.config import (
     VerlAdvantageConfig,
     VerlLossConfig,
 )
+from service.grpo.entropy import check_entropy
 from service.grpo.losses import prepare_inputs
 from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, WireError, decode, encode_parts
 
@@ -109,6 +110,7 @@ class LossOptions(BaseModel):
     tau_pos: float | None = None
     tau_neg: float | None = None
     seed: int | None = None
+    entropy_coeff: float | None = Field(None, description="verl: entropy bonus weight (send `entropy`).")
     dp_size: int | None = Field(None, description="verl global_batch_info: data-parallel size.")
     batch_num_tokens: int | None = Field(
         None, description="verl: valid tokens of the global batch (token-mean, needed when dp_size > 1)."
@@ -127,6 +129,7 @@ class LossOptions(BaseModel):
     max_completion_length: int | None = None
     sapo_temperature_pos: float | None = None
     sapo_temperature_neg: float | None = None
+    entropy_coef: float | None = Field(None, description="TRL: static entropy bonus weight (send `entropy`).")
     gradient_accumulation_steps: int | None = Field(
         None, description="TRL: the current accumulation window; every loss is divided by it."
     )
@@ -149,6 +152,9 @@ class LossRequest(LossOptions):
         ..., description="(B,) per sequence or (B, T) per token."
     )
     mask: list[list[int]] | None = Field(None, description="(B, T) response mask of 0/1; null = all ones.")
+    entropy: list[list[float]] | None = Field(
+        None, description="(B, T) per-token entropies for the entropy bonus (entropy_coeff / entropy_coef)."
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -175,6 +181,9 @@ class LossResponse(BaseModel):
     )
     metrics: dict[str, float | None] = Field(..., description="Peer-named metrics.")
     grad_logprobs: list[list[float]] = Field(..., description="d loss / d logp, 0 on masked tokens.")
+    grad_entropy: list[list[float]] | None = Field(
+        None, description="d loss / d entropy, when `entropy` was sent (0 on masked tokens)."
+    )
 
 
 def _other_flavor_fields(flavor: str, given: set[str], verl: set[str], trl: set[str]) -> set[str]:
@@ -372,15 +381,17 @@ async def grpo_loss(request: Request, response: Response) -> Any:
             opts = LossOptions.model_validate(json.loads(raw_opts))
         except (ValueError, ValidationError) as e:
             raise HTTPException(422, f"invalid options: {e}") from e
-        unknown = set(tensors) - {"logp", "old_logp", "ref_logp", "advantages", "mask"}
+        unknown = set(tensors) - {"logp", "old_logp", "ref_logp", "advantages", "mask", "entropy"}
         if unknown or "logp" not in tensors or "advantages" not in tensors:
             raise HTTPException(
                 422,
-                f"tensors must be logp, advantages and optional old_logp, ref_logp, mask; got {sorted(tensors)}",
+                "tensors must be logp, advantages and optional old_logp, ref_logp, mask, entropy; "
+                f"got {sorted(tensors)}",
             )
         logp = tensors["logp"]
         old, ref, adv = tensors.get("old_logp"), tensors.get("ref_logp"), tensors["advantages"]
         mask = tensors.get("mask")
+        entropy = tensors.get("entropy")
     else:
         try:
             req = LossRequest.model_validate_json(await request.body())
@@ -392,6 +403,7 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         ref = _tensor(req.ref_logp, "ref_logp", torch.float64) if req.ref_logp is not None else None
         adv = _tensor(req.advantages, "advantages", torch.float64)
         mask = _tensor(req.mask, "mask", torch.int64) if req.mask is not None else None
+        entropy = _tensor(req.entropy, "entropy", torch.float64) if req.entropy is not None else None
     cfg = _config_from(opts)
     if mask is None:
         mask = torch.ones(logp.shape, dtype=torch.bool)
@@ -400,19 +412,25 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         # that prepare_inputs would compute and drop (1 ms at 512 x 4096; compute_loss converts it anyway)
         shape_only_mask = torch.zeros((), dtype=torch.bool).expand(mask.shape)
         prepare_inputs(logp, old, ref, adv, shape_only_mask, "cpu")
+        if entropy is not None:
+            check_entropy(entropy, logp.shape)
         if isinstance(cfg, VerlLossConfig) and cfg.use_kl_loss and ref is None:
             raise GrpoInputError("use_kl_loss needs ref_logp")
         if isinstance(cfg, TrlLossConfig) and cfg.beta != 0.0 and ref is None:
             raise GrpoInputError("beta != 0 needs ref_logp")
     except GrpoInputError as e:
         raise HTTPException(422, str(e)) from e
-    job = LossJob(logp, old, ref, adv, mask, cfg)
+    job = LossJob(logp, old, ref, adv, mask, cfg, entropy)
     out = await get_batcher(request).submit(job)
     loss = _finite(float(out.loss))
     metrics = {k: _finite(v) for k, v in out.metrics.items()}
     timing = {"server-timing": f"compute;dur={job.run_s * 1e3:.3f}"}
     if binary:
-        parts = encode_parts({"grad_logprobs": out.grad}, {"loss": loss, "metrics": metrics})
+        grads = {"grad_logprobs": out.grad}
+        if out.grad_entropy is not None:
+            grads["grad_entropy"] = out.grad_entropy
+        parts = encode_parts(grads, {"loss": loss, "metrics": metrics})
         return PartsResponse(parts, media_type=SAFETENSORS_MEDIA_TYPE, headers=timing)
     response.headers.update(timing)
-    return LossResponse(loss=loss, metrics=metrics, grad_logprobs=out.grad.tolist())
+    grad_h = None if out.grad_entropy is None else out.grad_entropy.tolist()
+    return LossResponse(loss=loss, metrics=metrics, grad_logprobs=out.grad.tolist(), grad_entropy=grad_h)

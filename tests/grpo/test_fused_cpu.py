@@ -182,7 +182,9 @@ def test_cancelling_terms_compare_at_the_scale_of_the_terms():
     cfg = VerlLossConfig(loss_mode="gspo", loss_agg_mode="token-sum", clip_ratio_high=0.28)
     scale = reference_loss_scale(lp, old, ref, adv, m, cfg)
     zero = torch.zeros(())
-    ref64, _ = reference_loss(*(torch.where(m, v, zero).double() for v in (lp, old, ref)), adv.double(), m, cfg)
+    ref64, _ = reference_loss(
+        *(torch.where(m, v, zero).double() for v in (lp, old, ref)), adv.double(), m, cfg
+    )
     torch_path = compute_loss(lp, old, ref, adv, m, cfg, native=False)
     fused = compute_loss(lp, old, ref, adv, m, cfg)
     assert scale > 100 * abs(float(ref64))  # the terms do cancel

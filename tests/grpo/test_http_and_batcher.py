@@ -337,3 +337,13 @@ def test_binary_answer_is_sent_in_pieces_equal_to_encode(client):
     assert b"".join(parts) == encode(
         {"a": torch.arange(3.0), "m": torch.ones(2, 2, dtype=torch.bool), "e": torch.zeros(0)}
     )
+
+
+def test_every_config_field_is_an_http_option():
+    """LossOptions spells out each option for the OpenAPI page; none of the configs' fields may be missing."""
+    from dataclasses import fields
+
+    from service.routes.grpo import LossOptions
+
+    names = {f.name for f in fields(VerlLossConfig)} | {f.name for f in fields(TrlLossConfig)}
+    assert names <= set(LossOptions.model_fields), names - set(LossOptions.model_fields)

@@ -57,6 +57,11 @@ def batch(seed: int, b: int = 12, t: int = 24, spread: float = 0.4):
 
 
 def verl_peer(cfg: VerlLossConfig, lp, old, ref, adv, m):
+    return verl_peer_with_entropy(cfg, lp, old, ref, adv, m, None)[:3]
+
+
+def verl_peer_with_entropy(cfg: VerlLossConfig, lp, old, ref, adv, m, entropy):
+    """verl's actor loss as `ppo_loss` assembles it; (loss, grad, metrics, d loss / d entropy or None)."""
     actor = ActorConfig(
         strategy="fsdp",
         clip_ratio=cfg.clip_ratio,
@@ -100,15 +105,26 @@ def verl_peer(cfg: VerlLossConfig, lp, old, ref, adv, m):
         config=actor,
     )
     loss = pg
+    h_leaf = None
+    if entropy is not None:
+        h_leaf = entropy.clone().requires_grad_(True)
+        entropy_loss = core_algos.agg_loss(h_leaf, mf, cfg.loss_agg_mode, **global_info)
+        metrics["actor/entropy_loss"] = entropy_loss.detach()
+        loss = loss - cfg.entropy_coeff * entropy_loss
     if cfg.use_kl_loss:
         kl = core_algos.kl_penalty(leaf, ref, cfg.kl_loss_type)
         kl_agg = core_algos.agg_loss(kl, mf, cfg.loss_agg_mode, **global_info)
-        loss = pg + cfg.kl_loss_coef * kl_agg
-    (grad,) = torch.autograd.grad(loss, leaf)
-    return loss.detach(), grad, metrics
+        loss = loss + cfg.kl_loss_coef * kl_agg
+    if h_leaf is None:
+        (grad,) = torch.autograd.grad(loss, leaf)
+        return loss.detach(), grad, metrics, None
+    grad, grad_h = torch.autograd.grad(loss, [leaf, h_leaf])
+    return loss.detach(), grad, metrics, grad_h * mf
 
 
 class _Acc:
+    sync_gradients = True  # an optimizer-step boundary (TRL logs entropy_coef there)
+
     def __init__(self, num_processes: int) -> None:
         self.num_processes = num_processes
 
@@ -122,16 +138,23 @@ class _Acc:
 
 
 def trl_peer(cfg: TrlLossConfig, lp, old, ref, adv, m):
+    return trl_peer_with_entropy(cfg, lp, old, ref, adv, m, None)[:3]
+
+
+def trl_peer_with_entropy(cfg: TrlLossConfig, lp, old, ref, adv, m, entropy):
+    """TRL's `GRPOTrainer._compute_loss` itself; (loss, grad, metrics, d loss / d entropy or None)."""
     leaf = lp.clone().requires_grad_(True)
+    h_leaf = (torch.zeros_like(lp) if entropy is None else entropy.clone()).requires_grad_(True)
     args = SimpleNamespace(
         use_bias_correction_kl=cfg.use_bias_correction_kl,
         delta=cfg.delta,
         sapo_temperature_pos=cfg.sapo_temperature_pos,
         sapo_temperature_neg=cfg.sapo_temperature_neg,
         steps_per_generation=cfg.spg,
+        entropy_target=0.0,
     )
     fake = SimpleNamespace(
-        _get_per_token_logps_and_entropies=lambda *a, **k: (leaf, torch.zeros_like(leaf), None),
+        _get_per_token_logps_and_entropies=lambda *a, **k: (leaf, h_leaf, None),
         top_entropy_quantile=1.0,
         off_policy_mask_threshold=None,
         importance_sampling_level=cfg.importance_sampling_level,
@@ -144,7 +167,9 @@ def trl_peer(cfg: TrlLossConfig, lp, old, ref, adv, m):
         model=SimpleNamespace(training=True),
         current_gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         accelerator=_Acc(cfg.num_processes),
-        _entropy_bonus_enabled=False,
+        _entropy_bonus_enabled=entropy is not None,
+        entropy_coef=cfg.entropy_coef,
+        use_adaptive_entropy=False,
         aux_loss_enabled=False,
         _metrics={"train": defaultdict(list)},
         max_completion_length=cfg.max_completion_length,
@@ -163,9 +188,9 @@ def trl_peer(cfg: TrlLossConfig, lp, old, ref, adv, m):
         else torch.tensor(cfg.num_items_in_batch),
     }
     loss = GRPOTrainer._compute_loss(fake, None, inputs)
-    (grad,) = torch.autograd.grad(loss, leaf)
+    grad, grad_h = torch.autograd.grad(loss, [leaf, h_leaf], allow_unused=True)
     metrics = {k: v[-1] for k, v in fake._metrics["train"].items()}
-    return loss.detach(), grad * m, metrics
+    return loss.detach(), grad * m, metrics, None if entropy is None else grad_h * m
 
 
 VERL_CFGS = [
@@ -206,6 +231,53 @@ TRL_CFGS = [
     for lvl in ("token", "sequence")
     for beta, bc, delta in ((0.0, True, None), (0.04, True, None), (0.04, False, 2.0))
 ]
+
+
+ENTROPY_CFGS = (
+    [
+        VerlLossConfig(
+            loss_agg_mode=agg,
+            entropy_coeff=0.01,
+            use_kl_loss=True,
+            dp_size=2,
+            batch_num_tokens=500,
+            global_batch_size=20,
+        )
+        for agg in VERL_AGG_MODES
+    ]
+    + [VerlLossConfig(loss_mode="gspo", entropy_coeff=0.0)]
+    + [
+        TrlLossConfig(
+            loss_type=lt,
+            entropy_coef=0.02,
+            beta=0.04,
+            epsilon_high=5.0 if lt == "cispo" else 0.28,
+            gradient_accumulation_steps=2,
+            num_items_in_batch=700,
+        )
+        for lt in TRL_LOSS_TYPES
+    ]
+)
+
+
+@pytest.mark.parametrize("cfg", ENTROPY_CFGS, ids=repr)
+def test_entropy_bonus_matches_peers(cfg):
+    """verl `ppo_loss`'s `- entropy_coeff * agg_loss(entropy)`, TRL's static entropy bonus: loss, d/dlogp,
+    d/dentropy (masked positions hold NaN, which must not leak) and the entropy metric."""
+    lp, old, ref, adv, m = batch(6)
+    h = torch.rand(lp.shape, dtype=F64, generator=torch.Generator().manual_seed(8)) * 3
+    peer = verl_peer_with_entropy if isinstance(cfg, VerlLossConfig) else trl_peer_with_entropy
+    p_loss, p_grad, p_metrics, p_gh = peer(cfg, lp, old, ref, adv, m, h)
+    garbage = torch.where(m, h, torch.tensor(float("nan"), dtype=F64))
+    ours = compute_loss(lp, old, ref, adv, m, cfg, entropy=garbage)
+    rtol = 1e-7 if isinstance(cfg, TrlLossConfig) and cfg.loss_type in ("dapo", "cispo") else 1e-9
+    assert torch.allclose(ours.loss, p_loss, rtol=rtol, atol=1e-12)
+    assert torch.allclose(ours.grad, p_grad, rtol=1e-7, atol=1e-12)
+    assert ours.grad_entropy is not None
+    assert torch.allclose(ours.grad_entropy, p_gh, rtol=1e-9, atol=1e-15)
+    assert (ours.grad_entropy[~m.bool()] == 0).all()
+    name = "actor/entropy_loss" if isinstance(cfg, VerlLossConfig) else "entropy"
+    assert ours.metrics[name] == pytest.approx(float(p_metrics[name]), rel=1e-9)
 
 
 # data-parallel runs and gradient accumulation: the global normalisers each trainer passes per rank / micro-step
