@@ -13,12 +13,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from service.grpo import TrlLossConfig, VerlLossConfig, compute_loss
 from service.grpo.config import VERL_AGG_MODES, GrpoConfigError
-from service.routes.grpo import router
 
 
 def batch(seed: int, b: int = 12, t: int = 30, dtype: torch.dtype = torch.float64):
@@ -136,14 +133,6 @@ def test_grpo_and_dr_grpo_need_no_token_count_across_processes():
     # TRL's grpo/bnpo/dr_grpo normalise locally (only by the accumulation steps): nothing global to pass
     TrlLossConfig(loss_type="grpo", num_processes=8, gradient_accumulation_steps=4)
     TrlLossConfig(loss_type="dr_grpo", num_processes=8)
-
-
-@pytest.fixture()
-def client():
-    app = FastAPI()
-    app.include_router(router)
-    with TestClient(app) as c:
-        yield c
 
 
 def test_http_takes_the_trainers_own_names_and_explains_what_is_missing(client):

@@ -10,14 +10,11 @@ import json
 
 import pytest
 import torch
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from service.grpo import TrlLossConfig, VerlLossConfig, compute_loss
 from service.grpo.advantages import GrpoInputError
 from service.grpo.batcher import LossJob, run_batch
 from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, decode, encode
-from service.routes.grpo import router
 from tests.trainer.fake_referee import FakeReferee
 from trainer.client import ClientConfig, RefereeClient
 
@@ -136,33 +133,25 @@ def test_batched_jobs_with_and_without_entropy_equal_unbatched():
             assert r.grad_entropy is not None and torch.equal(r.grad_entropy, alone.grad_entropy)
 
 
-@pytest.fixture(scope="module")
-def http():
-    app = FastAPI()
-    app.include_router(router)
-    with TestClient(app) as c:
-        yield c
-
-
-def test_json_and_binary_return_the_same_entropy_gradient(http):
+def test_json_and_binary_return_the_same_entropy_gradient(client):
     lp, old, adv, m, h = inputs(5)
     opts = {"flavor": "trl", "loss_type": "grpo", "entropy_coef": 0.03}
     h_clean = torch.where(m, h, torch.zeros(()))  # JSON has no NaN
     js = {"logp": lp.tolist(), "old_logp": old.tolist(), "advantages": adv.tolist(), "mask": m.int().tolist()}
-    r1 = http.post("/grpo/loss", json=js | opts | {"entropy": h_clean.tolist()})
+    r1 = client.post("/grpo/loss", json=js | opts | {"entropy": h_clean.tolist()})
     assert r1.status_code == 200, r1.text
     body = encode(
         {"logp": lp, "old_logp": old, "advantages": adv, "mask": m, "entropy": h}, {"options": opts}
     )
-    r2 = http.post("/grpo/loss", content=body, headers={"content-type": SAFETENSORS_MEDIA_TYPE})
+    r2 = client.post("/grpo/loss", content=body, headers={"content-type": SAFETENSORS_MEDIA_TYPE})
     assert r2.status_code == 200, r2.text
     back, meta = decode(r2.content)
     assert torch.equal(torch.tensor(r1.json()["grad_entropy"], dtype=torch.float64), back["grad_entropy"])
     assert r1.json()["loss"] == json.loads(meta["loss"])
     assert json.loads(meta["metrics"])["entropy"] == pytest.approx(float(h[m].mean()), rel=1e-12)
-    no_h = http.post("/grpo/loss", json=js | opts)
+    no_h = client.post("/grpo/loss", json=js | opts)
     assert no_h.json()["grad_entropy"] is None
-    bad = http.post("/grpo/loss", json=js | opts | {"entropy": [[0.0]]})
+    bad = client.post("/grpo/loss", json=js | opts | {"entropy": [[0.0]]})
     assert bad.status_code == 422 and "entropy" in bad.text
 
 

@@ -5,21 +5,10 @@ import json
 
 import pytest
 import torch
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from service.grpo import TrlLossConfig, VerlLossConfig, compute_loss
 from service.grpo.batcher import LossBatcher, LossJob, run_batch
 from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, WireError, decode, encode
-from service.routes.grpo import router
-
-
-@pytest.fixture(scope="module")
-def client():
-    app = FastAPI()
-    app.include_router(router)
-    with TestClient(app) as c:
-        yield c
 
 
 def tensors(seed=0, b=5, t=9, dtype=torch.float64):
