@@ -49,7 +49,7 @@ def trl_row_weights(n: torch.Tensor, config: TrlLossConfig) -> torch.Tensor:
     if lt in ("grpo", "sapo"):
         return 1.0 / (n.clamp(min=1.0) * b) / ga
     if lt == "bnpo":
-        return (1.0 / n.sum().clamp(min=1.0) / ga).expand_as(n)
+        return trl_token_mean_weights(n, config.gradient_accumulation_steps)
     if lt in ("dapo", "cispo"):
         # normalizer = num_items_in_batch / num_processes * GA / steps_per_generation (one accumulation window
         # of the generation batch); without num_items_in_batch, this request is the whole batch
@@ -62,3 +62,9 @@ def trl_row_weights(n: torch.Tensor, config: TrlLossConfig) -> torch.Tensor:
     if lt == "dr_grpo":
         return torch.full_like(n, 1.0 / (b * config.max_completion_length) / ga)
     raise ValueError(f"Unknown loss type: {lt}")
+
+
+def trl_token_mean_weights(n: torch.Tensor, gradient_accumulation_steps: int) -> torch.Tensor:
+    """TRL's masked token mean over the accumulation window as row weights: bnpo's policy loss, and the
+    entropy bonus of every loss type."""
+    return (1.0 / n.sum().clamp(min=1.0) / gradient_accumulation_steps).expand_as(n)

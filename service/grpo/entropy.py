@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from service.grpo.advantages import GrpoInputError
-from service.grpo.aggregation import verl_row_weights
+from service.grpo.aggregation import trl_token_mean_weights, verl_row_weights
 from service.grpo.config import LossConfig, VerlLossConfig
 
 
@@ -31,26 +31,25 @@ def check_entropy(entropy: torch.Tensor, shape: torch.Size) -> None:
 def entropy_bonus(
     entropy: torch.Tensor, mask: torch.Tensor, config: LossConfig, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """(bonus value to subtract from the loss, d loss / d H (B, T), metrics) for (B, T) entropies.
+    """(bonus value to subtract from the loss, d loss / d H (B, T), metrics) for (B, T) entropies already
+    checked by `check_entropy` (compute_loss does).
 
     Masked positions may hold anything (NaN included): they never reach the value and get gradient 0.
     """
-    check_entropy(entropy, mask.shape)
     m = mask if mask.dtype == torch.bool else mask != 0
-    h = torch.where(m, entropy.to(m.device, dtype), torch.zeros((), dtype=dtype, device=m.device))
-    mf = m.to(dtype)
-    n = mf.sum(-1)
+    zero = torch.zeros((), dtype=dtype, device=m.device)
+    h = torch.where(m, entropy.to(m.device, dtype), zero)
+    n = m.to(dtype).sum(-1)
     if isinstance(config, VerlLossConfig):
         coef = config.entropy_coeff
         c = verl_row_weights(n, m.shape[1], config.loss_agg_mode, config)
-        value = ((h.sum(-1)) * c).sum()
-        metrics = {"actor/entropy_loss": float(value)}
     else:
         coef = config.entropy_coef
-        mean = h.sum() / n.sum().clamp(min=1.0)
-        value = mean / config.gradient_accumulation_steps
-        c = (1.0 / n.sum().clamp(min=1.0) / config.gradient_accumulation_steps).expand_as(n)
-        metrics = {"entropy": float(mean)}
-    zero = torch.zeros((), dtype=dtype, device=m.device)
+        c = trl_token_mean_weights(n, config.gradient_accumulation_steps)
+    value = (h.sum(-1) * c).sum()
+    if isinstance(config, VerlLossConfig):
+        metrics = {"actor/entropy_loss": float(value)}
+    else:  # TRL logs the plain masked mean, whatever the accumulation
+        metrics = {"entropy": float(h.sum() / n.sum().clamp(min=1.0))}
     grad = torch.where(m, (-coef * c)[:, None].expand(m.shape), zero)
     return coef * value, grad, metrics

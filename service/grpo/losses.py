@@ -502,7 +502,8 @@ def trl_loss(
     use_compile: bool = False,
     native: bool = False,
 ) -> LossOutput:
-    """TRL `GRPOTrainer._compute_loss` (one process, no gradient accumulation) and its gradient."""
+    """TRL `GRPOTrainer._compute_loss` (training mode; processes and accumulation from the config) and its
+    gradient."""
     b, t = x.logp.shape
     dev = x.logp.device
     if cfg.beta != 0.0 and x.ref_logp is None:

@@ -184,14 +184,13 @@ def reference_loss_scale(
     float32 ulps of this scale, not of the (small) loss. Tests that compare two float32 paths scale their
     absolute tolerance by it.
     """
-    x = bool_mask(prepare_inputs(logp, old_logp, ref_logp, advantages, mask, "cpu"))
-    x = LossInputs(
-        x.logp.double(),
-        None if x.old_logp is None else x.old_logp.double(),
-        None if x.ref_logp is None else x.ref_logp.double(),
-        x.advantages.double(),
-        x.mask,
-        torch.float64,
+
+    def f64(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.double()
+
+    # float64 inputs make prepare_inputs pick the float64 compute dtype
+    x = bool_mask(
+        prepare_inputs(logp.double(), f64(old_logp), f64(ref_logp), advantages.double(), mask, "cpu")
     )
     lp = torch.where(x.mask, x.logp, torch.zeros((), dtype=torch.float64))
     return abs(float(_reference(x, lp, config, _abs_agg)))
