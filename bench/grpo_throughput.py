@@ -10,7 +10,8 @@ Same tensors, same run: B x T fp32 log-probs (policy, old, reference), ragged ma
   * bound: bytes one fused pass must touch (GRPO.md §6: logp, old, ref 4 B each, mask 1 B, grad 4 B) divided
            by the torch copy bandwidth measured in this run
   * http:  `referee serve` (its own process) on 127.0.0.1, the trainer's client with the safetensors body both
-           ways, vs the same compute in process, and vs raw TCP moving the same bytes (the floor)
+           ways, vs the same compute in process, and vs raw TCP moving the same bytes (the floor); then the
+           shared-memory channel (tensors in a registered memfd, a small JSON request over the same HTTP)
 
 Run (peers installed in /work/venv-peers, see docs/grpo.md):
     PYTHONPATH=. /work/venv-peers/bin/python bench/grpo_throughput.py
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -101,9 +104,10 @@ def peer_fns():
         return None, f"{type(e).__name__}: {e}"
 
 
-def serve(port: int, threads: int):  # type: ignore[no-untyped-def]
+def serve(port: int, threads: int, shm_socket: str):  # type: ignore[no-untyped-def]
     """`referee serve` (the shipped app, uvicorn + httptools) in its own process, as trainers meet it: a
-    server thread in this process would share the client's GIL."""
+    server thread in this process would share the client's GIL. Its shared-memory channel listens on
+    `shm_socket`."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
@@ -113,6 +117,7 @@ def serve(port: int, threads: int):  # type: ignore[no-untyped-def]
         "OMP_NUM_THREADS": str(threads),  # the same intra-op threads as the in-process contender
         "REFEREE_POOL_SIZE": "1",
         "REFEREE_SANDBOX_BACKEND": "none",
+        "REFEREE_GRPO_SHM_SOCKET": shm_socket,
     }
     cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, cwd=root)
@@ -258,7 +263,7 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
     """End to end through `referee serve` with the trainer's client (safetensors both ways) vs the same
     compute in process, and vs raw TCP moving the same bytes (the floor)."""
     from service.grpo.wire import encode_parts
-    from trainer.client import ClientConfig, RefereeClient, loss_request_parts
+    from trainer.client import ClientConfig, RefereeClient, ShmLossBuffer, loss_request_parts
 
     compiled = os.environ.get("REFEREE_GRPO_COMPILE", "") == "1"
     cfg = TrlLossConfig(loss_type="grpo", beta=0.04)
@@ -282,8 +287,12 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
         return out.grad.cpu()
 
     port = free_port()
-    server = serve(port, torch.get_num_threads())
-    client = RefereeClient(ClientConfig(base_url=f"http://127.0.0.1:{port}", max_retries=0))
+    sock_dir = tempfile.mkdtemp(prefix="referee-bench-")
+    shm_socket = os.path.join(sock_dir, "grpo-shm.sock")
+    server = serve(port, torch.get_num_threads(), shm_socket)
+    base = f"http://127.0.0.1:{port}"
+    client = RefereeClient(ClientConfig(base_url=base, max_retries=0))
+    shm_client = RefereeClient(ClientConfig(base_url=base, max_retries=0, shm_socket=shm_socket))
     net: list[float] = []  # per request: end to end - that request's compute on the service (Server-Timing)
 
     def call() -> torch.Tensor:
@@ -292,19 +301,42 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
         net.append(1e3 * (time.perf_counter() - t0) - (r.server_ms or 0.0))
         return r.grad_logprobs
 
+    # shared memory, as a trainer that writes its log-probs into the buffer (or copies them there from the GPU,
+    # which it must do for any transport): the tensors are laid out once, each call moves a small JSON request
+    specs = {k: (v.shape, v.dtype) for k, v in host.items()}
+    buf = ShmLossBuffer(ShmLossBuffer.size_for(specs))
+    for k, v in buf.lay_out(specs).items():
+        if k in host:
+            v.copy_(host[k])
+
+    def shm_in_place() -> torch.Tensor:
+        return shm_client.grpo_loss_shm(buf, opts).grad_logprobs
+
+    def shm_copied() -> (
+        torch.Tensor
+    ):  # grpo_loss(tensors) with shm_socket set: copies in, gradient copied out
+        return shm_client.grpo_loss(host, opts).grad_logprobs
+
     raw: RawLoopback | None = None
     try:
         res = client.grpo_loss(host, opts)  # the answer's exact size: the service encodes it the same way
+        if not torch.equal(res.grad_logprobs, shm_client.grpo_loss_shm(buf, opts).grad_logprobs):
+            raise RuntimeError("the shared-memory answer differs from the HTTP-body one")
         resp = encode_parts({"grad_logprobs": res.grad_logprobs}, {"loss": res.loss, "metrics": res.metrics})
         resp_bytes = sum(memoryview(p).nbytes for p in resp)
         raw = RawLoopback(req_bytes, resp_bytes)
-        http, inproc, floor = interleaved_ms([call, local, raw], reps, sync)
+        http, inproc, floor, shm_ms, shm_copy_ms = interleaved_ms(
+            [call, local, raw, shm_in_place, shm_copied], reps, sync
+        )
     finally:
         if raw is not None:
             raw.close()
         client.close()
+        shm_client.close()
+        buf.close()
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(sock_dir, ignore_errors=True)
     over = http - inproc
     same = statistics.median(net)  # immune to the server computing faster or slower than this process
     moved = (req_bytes + resp_bytes) / 1e6
@@ -316,7 +348,12 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
         f"  per request, end to end minus its own compute on the service (Server-Timing): {same:.2f} ms = "
         f"{same / inproc * 100:.0f}% of in-process compute, {moved / same:.2f} GB/s effective over loopback\n"
         f"  raw-TCP floor for the same bytes (no HTTP, no user-space copies) {floor:.2f} ms = "
-        f"{moved / floor:.2f} GB/s"
+        f"{moved / floor:.2f} GB/s\n"
+        f"shared memory (REFEREE_GRPO_SHM_SOCKET, a small JSON request over the same HTTP):\n"
+        f"  tensors written in the buffer by the trainer: end to end {shm_ms:.2f} ms, overhead "
+        f"{shm_ms - inproc:.2f} ms = {(shm_ms - inproc) / inproc * 100:.0f}% of compute\n"
+        f"  grpo_loss(tensors) copying them in and the gradient out: end to end {shm_copy_ms:.2f} ms, overhead "
+        f"{shm_copy_ms - inproc:.2f} ms = {(shm_copy_ms - inproc) / inproc * 100:.0f}% of compute"
     )
 
 

@@ -98,6 +98,11 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    if workers > 1 and settings.grpo_shm_socket:
+        sys.stderr.write(
+            "referee serve: REFEREE_GRPO_SHM_SOCKET needs one worker (a buffer is mapped by one process)\n"
+        )
+        return 2
     uvicorn.run(
         "service.main:create_app",
         factory=True,

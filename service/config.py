@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     )
     sandbox_workers: int = Field(0, ge=0, description="Concurrent sandboxed programs; 0 = one per CPU core.")
 
+    grpo_shm_socket: str | None = Field(
+        None,
+        description=(
+            "Unix socket path of the shared-memory channel for /grpo/loss (trainers on the same host register a "
+            "sealed memfd there; docs/grpo.md). Unset: the channel is off. Needs workers=1."
+        ),
+    )
+    grpo_shm_max_bytes: int = Field(
+        4 << 30,
+        ge=0,
+        description="Most bytes of shared-memory buffers mapped at once (registrations above: refused).",
+    )
+
     plugins: list[str] = Field(
         default_factory=list,
         description="Extra Python modules that register verifiers, imported by the API and every worker.",

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -17,6 +18,9 @@ from service.middleware import BearerAuth, BodySizeLimit, RequestMetrics
 from service.routes import compat, health, run_code, score
 from service.routes.docs import install_docs
 from service.scoring import Scorer
+
+if TYPE_CHECKING:
+    from service.grpo.shm import ShmListener
 
 log = logging.getLogger("referee")
 
@@ -58,18 +62,48 @@ def grpo_router() -> APIRouter:
     return router
 
 
+def open_shm_channel(settings: Settings) -> ShmListener | None:
+    """The GRPO shared-memory registration socket, listening, when `REFEREE_GRPO_SHM_SOCKET` is set."""
+    if not settings.grpo_shm_socket:
+        return None
+    if settings.workers > 1:
+        # a registration lives in one worker process; requests would land on the others
+        raise RuntimeError(
+            "REFEREE_GRPO_SHM_SOCKET needs REFEREE_WORKERS=1 (a buffer is mapped by one process)"
+        )
+    try:
+        from service.grpo.shm import ShmListener, ShmRegistry  # torch: only when the channel is asked for
+    except ImportError as e:  # the GRPO routes answer 501 with the install hint; the rest of the service runs
+        log.warning(
+            "REFEREE_GRPO_SHM_SOCKET is set but the GRPO engine is not installed (%s): channel off", e
+        )
+        return None
+    listener = ShmListener(settings.grpo_shm_socket, ShmRegistry(settings.grpo_shm_max_bytes))
+    listener.start()
+    return listener
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scorer = await Scorer.open(settings, metrics)
+        shm = open_shm_channel(settings)  # first: a bad socket path fails the start before any pool exists
+        app.state.grpo_shm = shm.registry if shm is not None else None
+        try:
+            scorer = await Scorer.open(settings, metrics)
+        except BaseException:
+            if shm is not None:
+                shm.close()
+            raise
         app.state.scorer = scorer
         app.state.sandbox = scorer.sandbox
         try:
             yield
         finally:
+            if shm is not None:
+                shm.close()
             batcher = getattr(app.state, "grpo_batcher", None)
             if batcher is not None:
                 batcher.close()

@@ -19,8 +19,11 @@ token through ``REFEREE_API_TOKEN``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import http.client
+import itertools
 import json
 import os
 import random
@@ -44,6 +47,7 @@ except ImportError:  # pragma: no cover - exercised in environments without http
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 SAFETENSORS_MEDIA_TYPE = "application/vnd.safetensors"
+SHM_MEDIA_TYPE = "application/vnd.referee.shm+json"
 RETRY_STATUSES = frozenset({429, 503})
 
 
@@ -94,6 +98,8 @@ class ClientConfig:
         max_retries: extra attempts after the first, for retryable failures only.
         backoff: base seconds of the exponential backoff (doubles each try, capped at ``backoff_max``).
         backoff_max: upper bound of one wait.
+        shm_socket: the service's shared-memory registration socket (``REFEREE_GRPO_SHM_SOCKET``); when set,
+            ``grpo_loss`` moves its tensors through a sealed memfd instead of the HTTP body (same host only).
     """
 
     base_url: str = DEFAULT_URL
@@ -104,13 +110,16 @@ class ClientConfig:
     backoff: float = 0.25
     backoff_max: float = 8.0
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    shm_socket: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClientConfig:
-        """Build a config from ``REFEREE_URL`` / ``REFEREE_API_TOKEN`` / ``REFEREE_TIMEOUT``."""
+        """Build a config from ``REFEREE_URL`` / ``REFEREE_API_TOKEN`` / ``REFEREE_TIMEOUT`` /
+        ``REFEREE_GRPO_SHM_SOCKET``."""
         values: dict[str, Any] = {
             "base_url": os.environ.get("REFEREE_URL", DEFAULT_URL),
             "token": os.environ.get("REFEREE_API_TOKEN") or None,
+            "shm_socket": os.environ.get("REFEREE_GRPO_SHM_SOCKET") or None,
         }
         if os.environ.get("REFEREE_TIMEOUT"):
             values["timeout"] = float(os.environ["REFEREE_TIMEOUT"])
@@ -333,6 +342,7 @@ class RefereeClient:
     def __init__(self, config: ClientConfig | None = None, *, max_connections: int = 64) -> None:
         self.config = config or ClientConfig.from_env()
         self._parts = _PartsTransport(self.config)
+        self._shm = _ShmTransport(self.config, self._parts) if self.config.shm_socket else None
         self._http: Any = None
         if httpx is not None:
             self._http = httpx.Client(
@@ -343,6 +353,8 @@ class RefereeClient:
             )
 
     def close(self) -> None:
+        if self._shm is not None:
+            self._shm.close()
         self._parts.close()
         if self._http is not None:
             self._http.close()
@@ -404,13 +416,24 @@ class RefereeClient:
         return self.post_json("/grpo/advantages", dict(payload))
 
     def grpo_loss(self, tensors: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> LossResult:
-        """``POST /grpo/loss`` with a safetensors body; see :func:`loss_request_parts`."""
+        """``POST /grpo/loss`` with a safetensors body (:func:`loss_request_parts`), or through shared memory
+        when ``config.shm_socket`` is set (the tensors copied into this thread's registered buffer)."""
+        if self._shm is not None:
+            return self._shm.loss(tensors, options or {})
         parts = loss_request_parts(tensors, options or {})
         resp = self.request_parts(
             "/grpo/loss", parts, content_type=SAFETENSORS_MEDIA_TYPE, accept=SAFETENSORS_MEDIA_TYPE
         )
         res = decode_loss_response(resp.content, resp.headers.get("content-type", ""))
         return dataclasses.replace(res, server_ms=_server_ms(resp.headers))
+
+    def grpo_loss_shm(self, buffer: ShmLossBuffer, options: Mapping[str, Any] | None = None) -> LossResult:
+        """``POST /grpo/loss`` on a buffer the caller laid out and filled (``ShmLossBuffer.lay_out``): nothing is
+        copied; the result's gradients are the buffer's ``grad_logprobs`` / ``grad_entropy`` views, valid until
+        the next call on it. Needs ``config.shm_socket``."""
+        if self._shm is None:
+            raise RefereeError("grpo_loss_shm needs ClientConfig.shm_socket (REFEREE_GRPO_SHM_SOCKET)")
+        return self._shm.call(buffer, options or {})
 
 
 class AsyncRefereeClient:
@@ -419,6 +442,7 @@ class AsyncRefereeClient:
     def __init__(self, config: ClientConfig | None = None, *, max_connections: int = 64) -> None:
         self.config = config or ClientConfig.from_env()
         self._parts = _PartsTransport(self.config)  # used from worker threads: one connection per thread
+        self._shm = _ShmTransport(self.config, self._parts) if self.config.shm_socket else None
         self._http: Any = None
         self._sync: RefereeClient | None = None
         if httpx is not None:
@@ -432,6 +456,8 @@ class AsyncRefereeClient:
             self._sync = RefereeClient(self.config)
 
     async def aclose(self) -> None:
+        if self._shm is not None:
+            self._shm.close()
         self._parts.close()
         if self._http is not None:
             await self._http.aclose()
@@ -504,6 +530,8 @@ class AsyncRefereeClient:
         self, tensors: Mapping[str, Any], options: Mapping[str, Any] | None = None
     ) -> LossResult:
         """Async ``POST /grpo/loss``: the zero-copy blocking exchange on a worker thread (the loop stays free)."""
+        if self._shm is not None:
+            return await asyncio.to_thread(self._shm.loss, tensors, options or {})
         parts = loss_request_parts(tensors, options or {})
         url = self.config.url("/grpo/loss")
         headers = self.config.headers(SAFETENSORS_MEDIA_TYPE, SAFETENSORS_MEDIA_TYPE)
@@ -555,6 +583,36 @@ _WIRE_NAMES = {
 }
 
 
+def _layout(
+    specs: Mapping[str, tuple[Sequence[int], Any]], metadata: Mapping[str, str]
+) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    """A safetensors header for tensors of these (shape, torch dtype), laid out by descending element size so
+    each one is aligned; returns the 8-byte length plus the JSON header (space-padded to 8 bytes, as safetensors
+    writes it) and each tensor's (start, end) offsets from the end of the header."""
+    import torch
+
+    order = sorted(specs, key=lambda k: (-torch.empty((), dtype=specs[k][1]).element_size(), k))
+    header: dict[str, Any] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    off = 0
+    for k in order:
+        shape, dtype = specs[k]
+        name = _WIRE_NAMES.get(str(dtype).removeprefix("torch."))
+        if name is None:
+            raise ValueError(f"tensor {k!r}: dtype {dtype} has no safetensors name")
+        count = 1
+        for d in shape:
+            count *= int(d)
+        nb = count * torch.empty((), dtype=dtype).element_size()
+        header[k] = {"dtype": name, "shape": [int(d) for d in shape], "data_offsets": [off, off + nb]}
+        spans[k] = (off, off + nb)
+        off += nb
+    header["__metadata__"] = dict(metadata)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h, spans
+
+
 def loss_request_parts(tensors: Mapping[str, Any], options: Mapping[str, Any]) -> list[bytes | memoryview]:
     """A safetensors body (tensors ``logp``, ``old_logp``, ``ref_logp``, ``advantages``, ``mask``, ``entropy``; the JSON
     options in the metadata key ``"options"``; the service's wire format, ``service/grpo/wire.py``) as
@@ -565,23 +623,11 @@ def loss_request_parts(tensors: Mapping[str, Any], options: Mapping[str, Any]) -
     import torch
 
     ts = {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None}
-    order = sorted(ts, key=lambda k: (-ts[k].element_size(), k))
-    header: dict[str, Any] = {}
-    off = 0
-    for k in order:
-        t = ts[k]
-        name = _WIRE_NAMES.get(str(t.dtype).removeprefix("torch."))
-        if name is None:
-            raise ValueError(f"tensor {k!r}: dtype {t.dtype} has no safetensors name")
-        nb = t.numel() * t.element_size()
-        header[k] = {"dtype": name, "shape": list(t.shape), "data_offsets": [off, off + nb]}
-        off += nb
-    header["__metadata__"] = {"options": json.dumps(dict(options))}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)  # 8-byte aligned data start, as safetensors writes it
-    parts: list[bytes | memoryview] = [struct.pack("<Q", len(h)) + h]
-    parts += [ts[k].reshape(-1).view(torch.uint8).numpy().data for k in order if ts[k].numel()]
-    return parts
+    head, spans = _layout(
+        {k: (t.shape, t.dtype) for k, t in ts.items()}, {"options": json.dumps(dict(options))}
+    )
+    order = sorted(ts, key=lambda k: spans[k][0])
+    return [head] + [ts[k].reshape(-1).view(torch.uint8).numpy().data for k in order if ts[k].numel()]
 
 
 def encode_loss_request(tensors: Mapping[str, Any], options: Mapping[str, Any]) -> bytes:
@@ -634,6 +680,238 @@ def _tensor_in(view: memoryview, data_start: int, info: Mapping[str, Any]) -> An
     elif view.readonly or start % flat.element_size():
         flat = flat.clone()
     return flat.reshape(info["shape"])
+
+
+# -- shared memory (same host): the tensors stay in a sealed memfd the service has mapped -----------------
+
+LOSS_OUTPUTS = ("grad_logprobs", "grad_entropy")
+
+
+class ShmLossBuffer:
+    """A sealed memfd that holds one ``/grpo/loss`` request as a safetensors file, mapped here and (once
+    registered) in the service: the trainer writes the inputs into ``tensors``, the service writes the gradients
+    into ``tensors["grad_logprobs"]`` (and ``"grad_entropy"``). Linux only.
+
+    The memfd is sealed against shrinking and growing (the service maps only such buffers: a file that shrinks
+    under a mapping faults its reader), so its ``capacity`` is fixed; ``lay_out`` places any set of tensors
+    that fits. Do not touch the tensors while a call on this buffer is in flight.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        import fcntl
+        import mmap
+
+        import torch
+
+        self.capacity = max(int(capacity), 4096)
+        self.fd = os.memfd_create("referee-grpo", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(self.fd, self.capacity)
+            fcntl.fcntl(
+                self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+            )
+            self._mm = mmap.mmap(self.fd, self.capacity, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
+        except OSError:
+            os.close(self.fd)
+            raise
+        self._bytes = torch.frombuffer(memoryview(self._mm), dtype=torch.uint8)
+        self.tensors: dict[str, Any] = {}
+        self.registered: dict[int, str] = {}  # channel serial -> the id the service gave this buffer there
+
+    @staticmethod
+    def size_for(specs: Mapping[str, tuple[Sequence[int], Any]]) -> int:
+        """Bytes a layout of these (shape, dtype) needs, outputs included (see ``lay_out``)."""
+        head, spans = _layout(_with_outputs(specs), {})
+        return len(head) + max((e for _, e in spans.values()), default=0)
+
+    def lay_out(self, specs: Mapping[str, tuple[Sequence[int], Any]]) -> dict[str, Any]:
+        """Write a safetensors header for tensors of these (shape, torch dtype), with ``grad_logprobs`` (float32,
+        logp's shape) and, when ``entropy`` is there, ``grad_entropy`` added unless given; returns the tensors as
+        views of the buffer (also kept in ``tensors``). Raises ValueError when they do not fit."""
+        import torch
+
+        head, spans = _layout(_with_outputs(specs), {})
+        need = len(head) + max((e for _, e in spans.values()), default=0)
+        if need > self.capacity:
+            raise ValueError(f"the layout needs {need} bytes; this buffer holds {self.capacity}")
+        self._bytes[: len(head)] = torch.frombuffer(bytearray(head), dtype=torch.uint8)
+        full = _with_outputs(specs)
+        views: dict[str, Any] = {}
+        for k, (b0, b1) in spans.items():
+            shape, dtype = full[k]
+            views[k] = self._bytes[len(head) + b0 : len(head) + b1].view(dtype).reshape(tuple(shape))
+        self.tensors = views
+        return views
+
+    def close(self) -> None:
+        self.tensors = {}
+        self._bytes = None  # type: ignore[assignment]
+        try:
+            self._mm.close()
+        except BufferError:  # a tensor view is still alive: the mapping goes with it
+            pass
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> ShmLossBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _with_outputs(specs: Mapping[str, tuple[Sequence[int], Any]]) -> dict[str, tuple[Sequence[int], Any]]:
+    import torch
+
+    out = dict(specs)
+    if "logp" not in out:
+        raise ValueError("a loss buffer needs logp")
+    out.setdefault("grad_logprobs", (out["logp"][0], torch.float32))
+    if "entropy" in out:
+        out.setdefault("grad_entropy", (out["entropy"][0], torch.float32))
+    return out
+
+
+_channel_serials = itertools.count()
+
+
+class ShmChannel:
+    """One connection to the service's registration socket (``SOCK_SEQPACKET``); buffers registered on it stay
+    mapped in the service until it closes (``service/grpo/shm.py`` has the protocol)."""
+
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
+        self.path = path
+        self.serial = next(_channel_serials)
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(path)
+        except OSError as e:
+            self._sock.close()
+            raise RefereeError(f"cannot reach the shared-memory socket {path}: {e}") from e
+
+    def register(self, buf: ShmLossBuffer) -> str:
+        """The service's id for ``buf`` on this channel (registered on first use)."""
+        known = buf.registered.get(self.serial)
+        if known is not None:
+            return known
+        answer = self._ask({"op": "register"}, [buf.fd])
+        if "buffer" not in answer:
+            raise RefereeError(f"the service refused the shared-memory buffer: {answer.get('error')}")
+        buf.registered[self.serial] = answer["buffer"]
+        return answer["buffer"]
+
+    def release(self, buf: ShmLossBuffer) -> None:
+        """Let the service unmap ``buf`` now (it would when this channel closes)."""
+        known = buf.registered.pop(self.serial, None)
+        if known is not None:
+            self._ask({"op": "release", "buffer": known}, [])
+
+    def _ask(self, message: Mapping[str, Any], fds: list[int]) -> dict[str, Any]:
+        with self._lock:
+            try:
+                socket.send_fds(self._sock, [json.dumps(message).encode()], fds)
+                reply = self._sock.recv(4096)
+            except OSError as e:
+                raise RefereeError(f"shared-memory socket {self.path}: {e}") from e
+        if not reply:
+            raise RefereeError(f"the service closed the shared-memory socket {self.path}")
+        return json.loads(reply)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class _ShmTransport:
+    """``grpo_loss`` through shared memory: per thread, one buffer that grows as requests do (a new, larger memfd
+    registered in its place); the tensors are copied into it, and the gradient copied out (so it outlives the
+    next call). On a 404 (the service restarted and forgot the buffer) it reconnects and registers again, once."""
+
+    def __init__(self, config: ClientConfig, parts: _PartsTransport) -> None:
+        assert config.shm_socket
+        self.config = config
+        self.parts = parts
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._channel: ShmChannel | None = None
+        self._buffers: list[ShmLossBuffer] = []
+
+    def channel(self, fresh: bool = False) -> ShmChannel:
+        with self._lock:
+            if fresh and self._channel is not None:
+                self._channel.close()
+                self._channel = None
+            if self._channel is None:
+                self._channel = ShmChannel(self.config.shm_socket or "", self.config.connect_timeout)
+            return self._channel
+
+    def buffer_for(self, specs: Mapping[str, tuple[Sequence[int], Any]]) -> ShmLossBuffer:
+        buf: ShmLossBuffer | None = getattr(self._local, "buffer", None)
+        need = ShmLossBuffer.size_for(specs)
+        if buf is None or buf.capacity < need:
+            if buf is not None:
+                self.retire(buf)
+            buf = ShmLossBuffer(need + need // 4)  # room for the next, slightly longer batch
+            self._local.buffer = buf
+            with self._lock:
+                self._buffers.append(buf)
+        return buf
+
+    def retire(self, buf: ShmLossBuffer) -> None:
+        with self._lock:
+            channel = self._channel
+            self._buffers = [b for b in self._buffers if b is not buf]
+        if channel is not None:
+            with contextlib.suppress(RefereeError):
+                channel.release(buf)
+        buf.close()
+
+    def loss(self, tensors: Mapping[str, Any], options: Mapping[str, Any]) -> LossResult:
+        ts = {k: v.detach() for k, v in tensors.items() if v is not None}
+        buf = self.buffer_for({k: (t.shape, t.dtype) for k, t in ts.items()})
+        views = buf.lay_out({k: (t.shape, t.dtype) for k, t in ts.items()})
+        for k, t in ts.items():
+            views[k].copy_(t)
+        res = self.call(buf, options)
+        grad_h = None if res.grad_entropy is None else res.grad_entropy.clone()
+        return dataclasses.replace(res, grad_logprobs=res.grad_logprobs.clone(), grad_entropy=grad_h)
+
+    def call(self, buf: ShmLossBuffer, options: Mapping[str, Any]) -> LossResult:
+        """One ``/grpo/loss`` on a laid-out buffer; the gradients in the result are views of the buffer."""
+        url = self.config.url("/grpo/loss")
+        headers = self.config.headers(SHM_MEDIA_TYPE, "application/json")
+        for attempt in range(2):
+            channel = self.channel(fresh=attempt > 0)
+            body: Parts = [_encode_json({"buffer": channel.register(buf), "options": dict(options)})]
+            try:
+                resp = _with_retries(
+                    self.config, url, functools.partial(self.parts.post, url, body, headers), True
+                )
+            except RefereeError as e:
+                if e.status_code == 404 and attempt == 0:
+                    continue  # the service lost the registration (restart): register again
+                raise
+            data = resp.json()
+            grad_h = buf.tensors.get("grad_entropy") if "grad_entropy" in data.get("written", ()) else None
+            return LossResult(
+                _num(data["loss"]),
+                data.get("metrics", {}),
+                buf.tensors["grad_logprobs"],
+                server_ms=_server_ms(resp.headers),
+                grad_entropy=grad_h,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            buffers, self._buffers = self._buffers, []
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
+        for b in buffers:
+            b.close()
 
 
 def _num(x: Any) -> float:

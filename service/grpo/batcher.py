@@ -36,6 +36,9 @@ class LossJob:
     mask: torch.Tensor
     config: LossConfig
     entropy: torch.Tensor | None = None  # (B, T) per-token entropies for the entropy bonus
+    # where to write the gradients (a trainer's shared-memory buffer); the result's tensors are then these
+    grad_out: torch.Tensor | None = None
+    grad_entropy_out: torch.Tensor | None = None
     run_s: float = 0.0
 
 
@@ -100,12 +103,24 @@ def run_batch(jobs: list[LossJob], device: torch.device, *, coalesce: bool | Non
                     j.config,
                     device=device,
                     entropy=fields["entropy"][k],
+                    # on CPU the kernel writes straight into them; on CUDA they are filled after the copy back
+                    grad_out=j.grad_out if device.type == "cpu" else None,
+                    grad_entropy_out=j.grad_entropy_out if device.type == "cpu" else None,
                 )
             )
         grads = torch.cat([r.grad for r in results], 0).cpu() if len(results) > 1 else results[0].grad.cpu()
         for k, (i, r) in enumerate(zip(idxs, results, strict=True)):
             g = grads[sum(rows[:k]) : sum(rows[: k + 1])] if len(results) > 1 else grads
             gh = None if r.grad_entropy is None else r.grad_entropy.cpu()
+            job = jobs[i]
+            if job.grad_out is not None and g.data_ptr() != job.grad_out.data_ptr():
+                g = job.grad_out.copy_(g)
+            if (
+                job.grad_entropy_out is not None
+                and gh is not None
+                and gh.data_ptr() != job.grad_entropy_out.data_ptr()
+            ):
+                gh = job.grad_entropy_out.copy_(gh)
             out[i] = LossOutput(loss=r.loss.cpu(), grad=g, metrics=r.metrics, grad_entropy=gh)
     return out  # type: ignore[return-value]
 

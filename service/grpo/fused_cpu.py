@@ -257,12 +257,27 @@ class FusedRun:
         return self.n
 
     def run(
-        self, cfg: LossConfig, c_pg: torch.Tensor, c_kl: torch.Tensor, per_row_metric: bool = False
+        self,
+        cfg: LossConfig,
+        c_pg: torch.Tensor,
+        c_kl: torch.Tensor,
+        per_row_metric: bool = False,
+        out: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """(grad float32 (B, T), summed stats float64 by name, per-row stats (B, NSTATS) float64)."""
+        """(grad float32 (B, T), summed stats float64 by name, per-row stats (B, NSTATS) float64).
+
+        The gradient is written into `out` when it is a contiguous float32 (B, T) CPU tensor (every element,
+        masked ones as 0), else into a new tensor."""
         b, t = self.b, self.t
         params = _params(cfg, per_row_metric)
-        grad = torch.empty((b, t), dtype=torch.float32)
+        usable = (
+            out is not None
+            and out.dtype == torch.float32
+            and tuple(out.shape) == (b, t)
+            and out.device.type == "cpu"
+            and out.is_contiguous()
+        )
+        grad = out if usable and out is not None else torch.empty((b, t), dtype=torch.float32)
         stats = torch.empty((b, len(_STATS)), dtype=torch.float64)
         cpg = c_pg.to(torch.float32).contiguous()
         ckl = c_kl.to(torch.float32).contiguous()

@@ -361,6 +361,7 @@ def verl_loss(
     block_elems: int | None = None,
     use_compile: bool = False,
     native: bool = False,
+    grad_out: torch.Tensor | None = None,
 ) -> LossOutput:
     """verl actor loss (`ppo_loss`: policy loss + kl_loss_coef * agg(kl_penalty)) and its gradient."""
     b, t = x.logp.shape
@@ -376,7 +377,7 @@ def verl_loss(
     c_pg = verl_row_weights(n_all, t, pg_mode, cfg)
     c_kl = verl_row_weights(n_all, t, cfg.loss_agg_mode, cfg)
     if fused is not None:
-        grad, st, _ = fused.run(cfg, c_pg, c_kl)
+        grad, st, _ = fused.run(cfg, c_pg, c_kl, out=grad_out)
         names = {"pg": "loss", "ppo_kl": "ppo_kl", "pg_clipfrac": "clip", "pg_clipfrac_lower": "clip_lower"}
         if cfg.use_kl_loss:
             names |= {"kl_loss": "kl_loss", "kl_sum": "kl_sum"}
@@ -501,6 +502,7 @@ def trl_loss(
     block_elems: int | None = None,
     use_compile: bool = False,
     native: bool = False,
+    grad_out: torch.Tensor | None = None,
 ) -> LossOutput:
     """TRL `GRPOTrainer._compute_loss` (training mode; processes and accumulation from the config) and its
     gradient."""
@@ -516,7 +518,7 @@ def trl_loss(
     c_all = trl_row_weights(n_all, cfg)
     per_row_metric = cfg.importance_sampling_level == "sequence" and x.advantages.shape[1] == 1
     if fused is not None:
-        grad, st, per_row = fused.run(cfg, c_all, c_all, per_row_metric)
+        grad, st, per_row = fused.run(cfg, c_all, c_all, per_row_metric, out=grad_out)
         sums = {"loss": st["loss"], "low": st["low"], "high": st["high"], "region": st["region"]}
         if cfg.beta != 0.0:
             sums["kl"] = st["kl_sum"]
@@ -567,6 +569,8 @@ def compute_loss(
     use_compile: bool | None = None,
     native: bool | None = None,
     entropy: torch.Tensor | None = None,
+    grad_out: torch.Tensor | None = None,
+    grad_entropy_out: torch.Tensor | None = None,
 ) -> LossOutput:
     """Loss, closed-form gradient and metrics for either flavour (the config's type picks it).
 
@@ -585,6 +589,9 @@ def compute_loss(
             not float64) and a compiler built it. None = yes unless torch.compile was asked for.
         entropy: (B, T) per-token entropies for the entropy bonus (verl `entropy_coeff`, TRL `entropy_coef`);
             then `grad_entropy` is set.
+        grad_out, grad_entropy_out: (B, T) tensors to write the gradients into (a shared-memory buffer the
+            trainer reads them from); the fused kernel writes a contiguous float32 CPU one directly, anything else
+            gets a copy (cast) at the end. The returned `grad` / `grad_entropy` are then these tensors.
 
     Returns:
         `LossOutput` (loss, grad already weighted by the aggregation, metrics, grad_entropy).
@@ -596,10 +603,14 @@ def compute_loss(
         use_compile = os.environ.get("REFEREE_GRPO_COMPILE", "") == "1"
     if native is None:
         native = not use_compile
+    for name, dest in (("grad_out", grad_out), ("grad_entropy_out", grad_entropy_out)):
+        if dest is not None and tuple(dest.shape) != tuple(x.logp.shape):
+            raise GrpoInputError(f"{name} has shape {list(dest.shape)}, logp has {list(x.logp.shape)}")
     if isinstance(config, VerlLossConfig):
-        out = verl_loss(x, config, block_elems, use_compile, native)
+        out = verl_loss(x, config, block_elems, use_compile, native, grad_out)
     else:
-        out = trl_loss(x, config, block_elems, use_compile, native)
+        out = trl_loss(x, config, block_elems, use_compile, native, grad_out)
+    out = LossOutput(out.loss, _into(grad_out, out.grad), out.metrics)
     if entropy is None:
         return out
     bonus, grad_h, metrics = entropy_bonus(entropy, x.mask, config, x.dtype)
@@ -607,5 +618,14 @@ def compute_loss(
         loss=(out.loss - bonus.to(out.loss.dtype)),
         grad=out.grad,
         metrics={**out.metrics, **metrics},
-        grad_entropy=grad_h,
+        grad_entropy=_into(grad_entropy_out, grad_h),
     )
+
+
+def _into(dest: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+    """`value` written into `dest` (unless the kernel already wrote it there), or `value` when no `dest`."""
+    if dest is None:
+        return value
+    if dest.data_ptr() != value.data_ptr() or dest.dtype != value.dtype or dest.device != value.device:
+        dest.copy_(value)
+    return dest

@@ -3,7 +3,9 @@
 Both accept JSON. `/grpo/loss` also accepts a binary body, `Content-Type: application/vnd.safetensors`: the
 tensors `logp`, `old_logp`?, `ref_logp`?, `advantages`, `mask`? and the scalar options as a JSON object in
 the safetensors metadata key `options` (or the `X-Grpo-Options` header). A binary request gets a binary
-response: tensor `grad_logprobs` and metadata `loss` and `metrics` (JSON). See docs/grpo.md.
+response: tensor `grad_logprobs` and metadata `loss` and `metrics` (JSON). A trainer on the same host can instead
+name a shared-memory buffer it registered (`application/vnd.referee.shm+json`, `service/grpo/shm.py`): the
+tensors are read and the gradients written in place. See docs/grpo.md.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
@@ -30,6 +33,7 @@ from service.grpo.config import (
 )
 from service.grpo.entropy import check_entropy
 from service.grpo.losses import prepare_inputs
+from service.grpo.shm import SHM_MEDIA_TYPE, ShmError, ShmRegistry, UnknownBuffer, loss_tensors
 from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, WireError, decode, encode_parts
 
 router = APIRouter(tags=["grpo"])
@@ -347,6 +351,61 @@ def _tensor(x: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
         raise HTTPException(422, f"{name} is not a rectangular numeric array: {e}") from e
 
 
+_INPUTS = ("logp", "old_logp", "ref_logp", "advantages", "mask", "entropy")
+
+
+def _named_inputs(tensors: dict[str, torch.Tensor]) -> tuple[Any, ...]:
+    """logp, old_logp, ref_logp, advantages, mask, entropy of a decoded body (None where absent)."""
+    unknown = set(tensors) - set(_INPUTS)
+    if unknown or "logp" not in tensors or "advantages" not in tensors:
+        raise HTTPException(
+            422,
+            "tensors must be logp, advantages and optional old_logp, ref_logp, mask, entropy; "
+            f"got {sorted(tensors)}",
+        )
+    return tuple(tensors.get(k) for k in _INPUTS)
+
+
+class ShmLossRequest(BaseModel):
+    """`Content-Type: application/vnd.referee.shm+json`: the tensors are in a registered shared-memory buffer."""
+
+    model_config = ConfigDict(extra="forbid")
+    buffer: str = Field(
+        ..., pattern=r"^[0-9a-f]{32}$", description="The id the registration socket answered."
+    )
+    options: LossOptions = Field(default_factory=LossOptions)
+
+
+def _shm_tensors(request: Request, buffer_id: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    registry: ShmRegistry | None = getattr(request.app.state, "grpo_shm", None)
+    if registry is None:
+        raise HTTPException(
+            409,
+            "the shared-memory channel is off on this service (set REFEREE_GRPO_SHM_SOCKET to a socket path)",
+        )
+    try:
+        return loss_tensors(registry.get(buffer_id))
+    except UnknownBuffer as e:
+        raise HTTPException(404, str(e)) from e
+    except ShmError as e:
+        raise HTTPException(422, str(e)) from e
+
+
+def _check_outputs(
+    outputs: dict[str, torch.Tensor], logp: torch.Tensor, entropy: torch.Tensor | None
+) -> None:
+    for name, like in (("grad_logprobs", logp), ("grad_entropy", entropy)):
+        t = outputs.get(name)
+        if like is None and t is not None:
+            raise HTTPException(422, f"the buffer holds {name} but no entropy")
+        if like is not None and t is None:
+            raise HTTPException(
+                422, f"the buffer must hold {name} (shape {list(like.shape)}) for its entropy"
+            )
+        if t is not None and like is not None and t.shape != like.shape:
+            raise HTTPException(422, f"{name} has shape {list(t.shape)}, logp has {list(like.shape)}")
+
+
 @router.post(
     "/grpo/loss",
     response_model=LossResponse,
@@ -357,7 +416,22 @@ def _tensor(x: Any, name: str, dtype: torch.dtype) -> torch.Tensor:
                     "schema": {"type": "string", "format": "binary"},
                     "description": "safetensors with logp, old_logp?, ref_logp?, advantages, mask?; "
                     "options JSON in metadata key `options` or header X-Grpo-Options",
-                }
+                },
+                SHM_MEDIA_TYPE: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["buffer"],
+                        "properties": {
+                            "buffer": {"type": "string", "description": "id from the registration socket"},
+                            "options": {
+                                "type": "object",
+                                "description": "the scalar options of the JSON form",
+                            },
+                        },
+                    },
+                    "description": "tensors in a registered shared-memory buffer (REFEREE_GRPO_SHM_SOCKET); "
+                    "the answer is JSON {loss, metrics, written} and the gradients are written into the buffer",
+                },
             }
         }
     },
@@ -370,6 +444,7 @@ async def grpo_loss(request: Request, response: Response) -> Any:
     """
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     binary = ctype == SAFETENSORS_MEDIA_TYPE
+    outputs: dict[str, torch.Tensor] | None = None  # the shared-memory buffer's gradient tensors
     if binary:
         raw = await read_binary_body(request, _body_limit(request))
         try:
@@ -381,17 +456,16 @@ async def grpo_loss(request: Request, response: Response) -> Any:
             opts = LossOptions.model_validate(json.loads(raw_opts))
         except (ValueError, ValidationError) as e:
             raise HTTPException(422, f"invalid options: {e}") from e
-        unknown = set(tensors) - {"logp", "old_logp", "ref_logp", "advantages", "mask", "entropy"}
-        if unknown or "logp" not in tensors or "advantages" not in tensors:
-            raise HTTPException(
-                422,
-                "tensors must be logp, advantages and optional old_logp, ref_logp, mask, entropy; "
-                f"got {sorted(tensors)}",
-            )
-        logp = tensors["logp"]
-        old, ref, adv = tensors.get("old_logp"), tensors.get("ref_logp"), tensors["advantages"]
-        mask = tensors.get("mask")
-        entropy = tensors.get("entropy")
+        logp, old, ref, adv, mask, entropy = _named_inputs(tensors)
+    elif ctype == SHM_MEDIA_TYPE:
+        try:
+            shm_req = ShmLossRequest.model_validate_json(await request.body())
+        except ValidationError as e:
+            raise HTTPException(422, json.loads(e.json(include_url=False))) from e
+        tensors, outputs = _shm_tensors(request, shm_req.buffer)
+        opts = shm_req.options
+        logp, old, ref, adv, mask, entropy = _named_inputs(tensors)
+        _check_outputs(outputs, logp, entropy)
     else:
         try:
             req = LossRequest.model_validate_json(await request.body())
@@ -421,10 +495,14 @@ async def grpo_loss(request: Request, response: Response) -> Any:
     except GrpoInputError as e:
         raise HTTPException(422, str(e)) from e
     job = LossJob(logp, old, ref, adv, mask, cfg, entropy)
+    if outputs is not None:  # written on the device thread, by the kernel itself where it can
+        job.grad_out, job.grad_entropy_out = outputs["grad_logprobs"], outputs.get("grad_entropy")
     out = await get_batcher(request).submit(job)
     loss = _finite(float(out.loss))
     metrics = {k: _finite(v) for k, v in out.metrics.items()}
     timing = {"server-timing": f"compute;dur={job.run_s * 1e3:.3f}"}
+    if outputs is not None:
+        return JSONResponse({"loss": loss, "metrics": metrics, "written": sorted(outputs)}, headers=timing)
     if binary:
         grads = {"grad_logprobs": out.grad}
         if out.grad_entropy is not None:
