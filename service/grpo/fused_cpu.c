@@ -421,20 +421,36 @@ static void trl_row(const Params *p, const float *lp, const float *old, const fl
 }
 
 /* Valid-token count and the span [first, last] of valid positions of each row (first = T, last = -1 if none). */
+static inline uint64_t load_u64(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, 8); /* unaligned: a row starts anywhere */
+    return w;
+}
+
+/* Per row: valid tokens, first and last valid position (T and -1 for an empty row). A mask byte is valid when
+ * nonzero (bool, or uint8 of any value). The zero head and tail are skipped eight bytes at a time; inside the
+ * span the nonzero bytes of each 8-byte word are counted with one popcount: ((w & 0x7f..) + 0x7f..) | w sets
+ * the high bit of exactly the nonzero bytes. 3-5x faster than one pass of per-byte min/max/sum lanes. */
 void referee_row_info(const uint8_t *mask, int64_t B, int64_t T, int64_t *n, int64_t *first, int64_t *last) {
-    /* int32 lanes: a row is far shorter than 2^31 tokens, and 16 int32 lanes per vector beat 8 int64 ones */
-    const int32_t T32 = (int32_t)T;
+    const uint64_t lo7 = 0x7f7f7f7f7f7f7f7fULL;
     for (int64_t i = 0; i < B; i++) {
         const uint8_t *m = mask + i * T;
-        int32_t cnt = 0, f = T32, l = -1;
-#pragma omp simd reduction(+ : cnt) reduction(min : f) reduction(max : l)
-        for (int32_t t = 0; t < T32; t++) {
-            int32_t v = m[t] != 0;
-            int32_t lo = v ? t : T32, hi = v ? t : -1;
-            cnt += v;
-            f = lo < f ? lo : f;
-            l = hi > l ? hi : l;
+        int64_t f = 0;
+        while (f + 8 <= T && load_u64(m + f) == 0) f += 8;
+        while (f < T && m[f] == 0) f++;
+        if (f == T) {
+            n[i] = 0; first[i] = T; last[i] = -1;
+            continue;
         }
+        int64_t l = T - 1;
+        while (l - 7 > f && load_u64(m + l - 7) == 0) l -= 8;
+        while (m[l] == 0) l--; /* stops at f at the latest: m[f] != 0 */
+        int64_t cnt = 0, t = f;
+        for (; t + 8 <= l + 1; t += 8) {
+            const uint64_t w = load_u64(m + t);
+            cnt += __builtin_popcountll((((w & lo7) + lo7) | w) & ~lo7);
+        }
+        for (; t <= l; t++) cnt += m[t] != 0;
         n[i] = cnt; first[i] = f; last[i] = l;
     }
 }

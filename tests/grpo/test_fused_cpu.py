@@ -349,3 +349,35 @@ def test_readyz_says_which_cpu_loss_runs(monkeypatch, tmp_path):
             assert cpu_loss(client) == "torch"
     finally:
         fused_cpu.library.cache_clear()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    t=st.sampled_from([1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 4099]),
+    density=st.sampled_from([0.0, 0.02, 0.5, 1.0]),
+)
+def test_row_info_counts_and_spans_every_nonzero_byte(seed, t, density):
+    """The mask scan (word-at-a-time head/tail skip and popcount) equals torch on masks of any width, with
+    holes, any nonzero byte value (uint8 masks may hold 2 or 255), and valid tokens at the very edges."""
+    lib = _library_or_fail()
+    g = torch.Generator().manual_seed(seed)
+    b = 12
+    m = (torch.rand(b, t, generator=g) < density).to(torch.uint8) * torch.randint(
+        1, 256, (b, t), generator=g
+    ).to(torch.uint8)
+    m[0] = 0  # empty
+    m[1] = 255  # full, high bytes
+    m[2] = 0
+    m[2, 0] = 1  # only the first
+    m[3] = 0
+    m[3, -1] = 128  # only the last (a byte whose low seven bits are 0)
+    m[4] = 0
+    m[4, t // 2] = 2
+    run = fused_cpu.FusedRun(lib, torch.zeros(b, t), None, None, torch.zeros(b), m)
+    valid = m != 0
+    idx = torch.arange(t).expand(b, t)
+    want_first = torch.where(valid, idx, t).min(1).values
+    want_last = torch.where(valid, idx, -1).max(1).values
+    assert torch.equal(run.n, valid.sum(1))
+    assert torch.equal(run.first, want_first) and torch.equal(run.last, want_last)
