@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -215,6 +216,19 @@ def _mask_u8(mask: torch.Tensor) -> torch.Tensor:
     return (m != 0).view(torch.uint8)
 
 
+def _split(work: Callable[[int, int], None], b: int, bounds: list[int]) -> None:
+    """`work(r0, r1)` on each chunk of rows [bounds[k], bounds[k+1]); ctypes releases the GIL for the kernel's
+    calls, so the chunks run in parallel: the first on this thread, the rest on the pool."""
+    if len(bounds) <= 2:
+        work(0, b)
+        return
+    pool = _executor(len(bounds) - 2)
+    futures = [pool.submit(work, bounds[k], bounds[k + 1]) for k in range(1, len(bounds) - 1)]
+    work(bounds[0], bounds[1])
+    for f in futures:
+        f.result()
+
+
 @functools.cache
 def _executor(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpo-fused")
@@ -240,17 +254,24 @@ class FusedRun:
         self.mask = _mask_u8(mask)
         b, t = self.lp.shape  # type: ignore[union-attr]
         self.b, self.t = b, t
+        self.threads = max(1, min(torch.get_num_threads(), b, (b * t) // _MIN_ELEMS_PER_THREAD))
         self.n = torch.empty(b, dtype=torch.int64)
         self.first = torch.empty(b, dtype=torch.int64)
         self.last = torch.empty(b, dtype=torch.int64)
-        lib.referee_row_info(
-            _ptr(self.mask),
-            ctypes.c_int64(b),
-            ctypes.c_int64(t),
-            _ptr(self.n),
-            _ptr(self.first),
-            _ptr(self.last),
-        )
+        mask_at, n_at, first_at, last_at = (x.data_ptr() for x in (self.mask, self.n, self.first, self.last))
+
+        def scan(r0: int, r1: int) -> None:
+            lib.referee_row_info(
+                ctypes.c_void_p(mask_at + r0 * t),
+                ctypes.c_int64(r1 - r0),
+                ctypes.c_int64(t),
+                ctypes.c_void_p(n_at + 8 * r0),
+                ctypes.c_void_p(first_at + 8 * r0),
+                ctypes.c_void_p(last_at + 8 * r0),
+            )
+
+        # a cold mask is scanned at memory latency, one page a row: split the rows over the threads too
+        _split(scan, b, [b * k // self.threads for k in range(self.threads + 1)])
 
     def row_counts(self) -> torch.Tensor:
         """(B,) valid tokens per row (int64)."""
@@ -307,21 +328,13 @@ class FusedRun:
             args[1], args[2] = ctypes.c_int64(r0), ctypes.c_int64(r1)
             self.lib.referee_fused_rows(*args)
 
-        threads = max(1, min(torch.get_num_threads(), b, (b * t) // _MIN_ELEMS_PER_THREAD))
+        threads = self.threads
         if threads == 1:
             rows(0, b)
-        else:
-            # ctypes releases the GIL for the call, so row chunks run in parallel
-            # balanced by valid tokens (rows are ragged), and the first chunk runs on this thread
+        else:  # chunks balanced by valid tokens (rows are ragged)
             cum = torch.cumsum(self.n, 0)
             targets = torch.arange(1, threads, dtype=torch.int64) * int(cum[-1]) // threads
-            bounds = [0, *torch.searchsorted(cum, targets, right=True).tolist(), b]
-            futures = [
-                _executor(threads - 1).submit(rows, bounds[k], bounds[k + 1]) for k in range(1, threads)
-            ]
-            rows(bounds[0], bounds[1])
-            for f in futures:
-                f.result()
+            _split(rows, b, [0, *torch.searchsorted(cum, targets, right=True).tolist(), b])
         # one reduction and one conversion (a torch op per statistic costs more than the sums themselves)
         totals = stats.sum(0).tolist()
         sums = {name: torch.tensor(v, dtype=torch.float64) for name, v in zip(_STATS, totals, strict=True)}
