@@ -91,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         shm = open_shm_channel(settings)  # first: a bad socket path fails the start before any pool exists
         app.state.grpo_shm = shm.registry if shm is not None else None
+        if shm is not None:
+            registry = shm.registry
+            metrics.bind_shm(lambda: len(registry), lambda: registry.mapped_bytes)
         try:
             scorer = await Scorer.open(settings, metrics)
         except BaseException:

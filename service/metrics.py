@@ -38,6 +38,14 @@ class Metrics:
         )
         self.queue_depth = Gauge("referee_pool_queue_depth", "Items waiting for a pool worker", registry=r)
         self.busy_workers = Gauge("referee_pool_busy_workers", "Pool workers running an item", registry=r)
+        self.shm_buffers = Gauge(
+            "referee_grpo_shm_buffers",
+            "Trainers' shared-memory buffers registered for /grpo/loss",
+            registry=r,
+        )
+        self.shm_mapped_bytes = Gauge(
+            "referee_grpo_shm_mapped_bytes", "Bytes of those buffers mapped by the service", registry=r
+        )
 
     def bind_pool(
         self, depth: Callable[[], float], busy: Callable[[], float], restarts: Callable[[], float]
@@ -45,6 +53,10 @@ class Metrics:
         self.queue_depth.set_function(depth)
         self.busy_workers.set_function(busy)
         self.worker_restarts.set_function(restarts)
+
+    def bind_shm(self, buffers: Callable[[], float], mapped_bytes: Callable[[], float]) -> None:
+        self.shm_buffers.set_function(buffers)
+        self.shm_mapped_bytes.set_function(mapped_bytes)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -379,6 +379,8 @@ def test_socket_path_stale_live_or_taken(sock_dir, tmp_path):
 
 
 def test_the_app_opens_the_channel_from_its_settings(tmp_path):
+    import httpx
+
     path = tmp_path / "app.sock"
     settings = Settings(pool_size=1, sandbox_backend="none", grpo_shm_socket=str(path))  # type: ignore[call-arg]
     ts = batch(seed=7)
@@ -387,6 +389,12 @@ def test_the_app_opens_the_channel_from_its_settings(tmp_path):
         cfg = ClientConfig(base_url=server.url, max_retries=0, shm_socket=str(path))
         with RefereeClient(cfg) as client:
             got = client.grpo_loss(ts, OPTS[1])
+            text = httpx.get(server.url + "/metrics").text  # the client's buffer is registered while it lives
+            assert "referee_grpo_shm_buffers 1.0" in text
+            mapped = [ln for ln in text.splitlines() if ln.startswith("referee_grpo_shm_mapped_bytes ")]
+            assert mapped and float(mapped[0].split()[1]) >= ShmLossBuffer.size_for(
+                {k: (v.shape, v.dtype) for k, v in ts.items()}
+            )
         want = RefereeClient(ClientConfig(base_url=server.url, max_retries=0)).grpo_loss(ts, OPTS[1])
         assert torch.equal(got.grad_logprobs, want.grad_logprobs)
     assert not path.exists()  # the lifespan closed the channel
