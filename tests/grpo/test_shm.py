@@ -398,3 +398,27 @@ def test_the_app_opens_the_channel_from_its_settings(tmp_path):
         want = RefereeClient(ClientConfig(base_url=server.url, max_retries=0)).grpo_loss(ts, OPTS[1])
         assert torch.equal(got.grad_logprobs, want.grad_logprobs)
     assert not path.exists()  # the lifespan closed the channel
+
+
+def test_the_trainer_trains_the_same_over_shared_memory(live, tmp_path):
+    """`referee train`'s HTTP engine with REFEREE_GRPO_SHM_SOCKET set: the same run, step for step, as over the
+    binary body (the gradients are bit-identical, so the whole trajectory is)."""
+    from trainer.engine import GRPOOptions, HttpEngine
+    from trainer.loop import LocalToyScorer, TrainConfig, train
+
+    runs = []
+    for shm in (False, True):
+        cfg = TrainConfig(
+            steps=2, prompts_per_step=2, group_size=4, out_dir=str(tmp_path / str(shm)), options=GRPOOptions()
+        )
+        config = ClientConfig(
+            base_url=live[0].url, max_retries=0, shm_socket=str(live[1].path) if shm else None
+        )
+        before = len(live[1].registry)
+        with RefereeClient(config) as client:
+            runs.append(train(cfg, scorer=LocalToyScorer(), engine=HttpEngine(client, cfg.options)))
+            assert len(live[1].registry) == before + shm  # the shared-memory run did go through a buffer
+    body, shm = runs
+    assert [(s.loss, s.reward, s.kl, s.clip_ratio) for s in body] == [
+        (s.loss, s.reward, s.kl, s.clip_ratio) for s in shm
+    ]
