@@ -26,6 +26,7 @@ The trainer may rewrite the header between calls (new shapes), never during one.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import logging
@@ -82,7 +83,8 @@ def sealed_size(fd: int) -> int:
     """The size of a memfd that can neither shrink nor grow (so a mapping of it stays valid as it is).
 
     Raises:
-        ShmError: not a sealable memfd, F_SEAL_SHRINK or F_SEAL_GROW missing, write-sealed, or empty.
+        ShmError: not a sealable memfd, F_SEAL_SHRINK or F_SEAL_GROW missing, write-sealed, empty, or on
+            hugetlbfs.
     """
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
@@ -101,18 +103,38 @@ def sealed_size(fd: int) -> int:
         raise ShmError("the memfd is sealed against writes: the service writes the gradients into it")
     if st.st_size < 8:
         raise ShmError("the memfd is empty (size it with ftruncate before sealing)")
+    if _filesystem(fd) != _TMPFS_MAGIC:
+        # hugetlbfs (MFD_HUGETLB): a page that cannot be allocated from the huge-page pool when touched faults
+        # (SIGBUS) instead of failing cleanly
+        raise ShmError("the memfd must be a plain memfd (not MFD_HUGETLB)")
     return st.st_size
+
+
+_TMPFS_MAGIC = 0x01021994  # what a plain memfd's file system reports (hugetlbfs is 0x958458F6)
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _filesystem(fd: int) -> int:
+    """f_type of fstatfs(fd): the first field of struct statfs on Linux."""
+    buf = ctypes.create_string_buffer(256)  # larger than struct statfs on every Linux ABI
+    if _libc.fstatfs(fd, buf) != 0:
+        raise ShmError(f"fstatfs on the memfd failed: {os.strerror(ctypes.get_errno())}")
+    return int.from_bytes(buf.raw[: ctypes.sizeof(ctypes.c_long)], "little") & 0xFFFFFFFF
 
 
 class ShmRegistry:
     """Registered buffers by id, under a cap on their total size (thread-safe: the socket threads add and
     drop, request handlers look up)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_buffers: int = 1024) -> None:
         self.max_bytes = max_bytes
+        self.max_buffers = (
+            max_buffers  # each is a mapping: the process's map count is finite (vm.max_map_count)
+        )
         self._lock = threading.Lock()
         self._buffers: dict[str, ShmBuffer] = {}
         self._bytes = 0
+        self._pending = 0  # reserved, being mapped
 
     def add(self, fd: int) -> ShmBuffer:
         """Map a sealed memfd (shared, writable, pages populated up front) and give it an id."""
@@ -120,23 +142,28 @@ class ShmRegistry:
         with (
             self._lock
         ):  # reserve, then map outside the lock: populating a big buffer must not hold up lookups
+            if len(self._buffers) + self._pending >= self.max_buffers:
+                raise ShmError(f"{self.max_buffers} buffers are registered already; release some")
             room = self.max_bytes - self._bytes
             if size > room:
                 raise ShmError(
                     f"the memfd holds {size} bytes; {room} are left of REFEREE_GRPO_SHM_MAX_BYTES={self.max_bytes}"
                 )
             self._bytes += size
+            self._pending += 1
         try:
             mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
         except OSError as e:
             with self._lock:
                 self._bytes -= size
+                self._pending -= 1
             raise ShmError(f"cannot map the memfd read-write: {e}") from None
         data = memoryview(mm)
         base = torch.frombuffer(data, dtype=torch.uint8).data_ptr()
         buf = ShmBuffer(secrets.token_hex(16), size, mm, data, base)
         with self._lock:
             self._buffers[buf.id] = buf
+            self._pending -= 1
         return buf
 
     def get(self, buffer_id: str) -> ShmBuffer:

@@ -181,6 +181,13 @@ def test_registration_refuses_what_could_fault_or_not_be_written(live, tmp_path)
         "empty": memfd(size=0),
         "are left": memfd(size=65 << 20),
     }
+    try:  # huge pages: a touch that finds the pool empty faults instead of failing
+        hugetlb = os.memfd_create("h", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING | os.MFD_HUGETLB)
+        os.ftruncate(hugetlb, 2 << 20)
+        fcntl.fcntl(hugetlb, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+        cases["MFD_HUGETLB"] = hugetlb
+    except OSError:  # a kernel without hugetlbfs: nothing to refuse
+        pass
     try:
         for why, fd in cases.items():
             assert why in raw_register(path, [fd])["error"], why
@@ -212,6 +219,25 @@ def test_buffers_live_as_long_as_their_connection_and_release_frees_them(live):
     assert wait_for(lambda: len(registry) == before and registry.mapped_bytes == mapped)
     a.close()
     b.close()
+
+
+def test_buffer_count_is_capped(sock_dir):
+    listener = ShmListener(sock_dir / "few.sock", ShmRegistry(max_bytes=1 << 30, max_buffers=2))
+    listener.start()
+    try:
+        channel = ShmChannel(str(listener.path))
+        bufs = [ShmLossBuffer(4096) for _ in range(3)]
+        channel.register(bufs[0])
+        channel.register(bufs[1])
+        with pytest.raises(RefereeError, match="2 buffers are registered already"):
+            channel.register(bufs[2])
+        channel.release(bufs[1])
+        channel.register(bufs[2])
+        channel.close()
+        for b in bufs:
+            b.close()
+    finally:
+        listener.close()
 
 
 def test_mapped_bytes_are_capped(sock_dir):
