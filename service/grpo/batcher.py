@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from service.grpo.config import LossConfig
-from service.grpo.losses import LossOutput, compute_loss
+from service.grpo.losses import LossOutput, compute_loss, written_into
 
 
 @dataclass
@@ -112,15 +112,9 @@ def run_batch(jobs: list[LossJob], device: torch.device, *, coalesce: bool | Non
         for k, (i, r) in enumerate(zip(idxs, results, strict=True)):
             g = grads[sum(rows[:k]) : sum(rows[: k + 1])] if len(results) > 1 else grads
             gh = None if r.grad_entropy is None else r.grad_entropy.cpu()
-            job = jobs[i]
-            if job.grad_out is not None and g.data_ptr() != job.grad_out.data_ptr():
-                g = job.grad_out.copy_(g)
-            if (
-                job.grad_entropy_out is not None
-                and gh is not None
-                and gh.data_ptr() != job.grad_entropy_out.data_ptr()
-            ):
-                gh = job.grad_entropy_out.copy_(gh)
+            g = written_into(jobs[i].grad_out, g)  # on CUDA: the copy back lands in the trainer's buffer
+            if gh is not None:
+                gh = written_into(jobs[i].grad_entropy_out, gh)
             out[i] = LossOutput(loss=r.loss.cpu(), grad=g, metrics=r.metrics, grad_entropy=gh)
     return out  # type: ignore[return-value]
 

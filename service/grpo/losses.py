@@ -610,7 +610,7 @@ def compute_loss(
         out = verl_loss(x, config, block_elems, use_compile, native, grad_out)
     else:
         out = trl_loss(x, config, block_elems, use_compile, native, grad_out)
-    out = LossOutput(out.loss, _into(grad_out, out.grad), out.metrics)
+    out = LossOutput(out.loss, written_into(grad_out, out.grad), out.metrics)
     if entropy is None:
         return out
     bonus, grad_h, metrics = entropy_bonus(entropy, x.mask, config, x.dtype)
@@ -618,11 +618,11 @@ def compute_loss(
         loss=(out.loss - bonus.to(out.loss.dtype)),
         grad=out.grad,
         metrics={**out.metrics, **metrics},
-        grad_entropy=_into(grad_entropy_out, grad_h),
+        grad_entropy=written_into(grad_entropy_out, grad_h),
     )
 
 
-def _into(dest: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+def written_into(dest: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
     """`value` written into `dest` (unless the kernel already wrote it there), or `value` when no `dest`."""
     if dest is None:
         return value

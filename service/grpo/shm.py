@@ -128,9 +128,8 @@ class ShmRegistry:
 
     def __init__(self, max_bytes: int, max_buffers: int = 1024) -> None:
         self.max_bytes = max_bytes
-        self.max_buffers = (
-            max_buffers  # each is a mapping: the process's map count is finite (vm.max_map_count)
-        )
+        # each buffer is a mapping, and a process's map count is finite (vm.max_map_count)
+        self.max_buffers = max_buffers
         self._lock = threading.Lock()
         self._buffers: dict[str, ShmBuffer] = {}
         self._bytes = 0
@@ -139,9 +138,8 @@ class ShmRegistry:
     def add(self, fd: int) -> ShmBuffer:
         """Map a sealed memfd (shared, writable, pages populated up front) and give it an id."""
         size = sealed_size(fd)
-        with (
-            self._lock
-        ):  # reserve, then map outside the lock: populating a big buffer must not hold up lookups
+        # reserve, then map outside the lock: populating a big buffer must not hold up lookups
+        with self._lock:
             if len(self._buffers) + self._pending >= self.max_buffers:
                 raise ShmError(f"{self.max_buffers} buffers are registered already; release some")
             room = self.max_bytes - self._bytes
@@ -192,8 +190,8 @@ def loss_tensors(buf: ShmBuffer) -> tuple[dict[str, torch.Tensor], dict[str, tor
     """The inputs and the outputs (`grad_logprobs`, `grad_entropy`) laid out in a buffer, as views of it.
 
     Raises:
-        ShmError: a malformed safetensors layout, an output missing, not floating point, misaligned, or
-            overlapping another tensor.
+        ShmError: a malformed safetensors layout; an output missing, not floating point, misaligned, not of
+            its input's shape, or overlapping another tensor; grad_entropy without entropy or the reverse.
     """
     header = _header_bytes(buf)
     if buf.layout is not None and header and buf.layout[0] == header:
@@ -218,6 +216,15 @@ def loss_tensors(buf: ShmBuffer) -> tuple[dict[str, torch.Tensor], dict[str, tor
         p = t.data_ptr()
         if t.numel() and not buf.base <= p < buf.base + buf.size:
             raise ShmError(f"{name} is not aligned to its element size (the service would write a copy)")
+    entropy = tensors.get("entropy")
+    if entropy is not None and "grad_entropy" not in outputs:
+        raise ShmError(f"the buffer must hold grad_entropy (shape {list(entropy.shape)}) for its entropy")
+    if entropy is None and "grad_entropy" in outputs:
+        raise ShmError("the buffer holds grad_entropy but no entropy")
+    for name, source in (("grad_logprobs", "logp"), ("grad_entropy", "entropy")):
+        got, like = outputs.get(name), tensors.get(source)  # no logp: the route says which tensors it needs
+        if got is not None and like is not None and got.shape != like.shape:
+            raise ShmError(f"{name} has shape {list(got.shape)}, {source} has {list(like.shape)}")
     for name in outputs:
         for start, end, other in spans:
             if other == name or not start < ends[name] or not starts[name] < end:

@@ -391,21 +391,6 @@ def _shm_tensors(request: Request, buffer_id: str) -> tuple[dict[str, torch.Tens
         raise HTTPException(422, str(e)) from e
 
 
-def _check_outputs(
-    outputs: dict[str, torch.Tensor], logp: torch.Tensor, entropy: torch.Tensor | None
-) -> None:
-    for name, like in (("grad_logprobs", logp), ("grad_entropy", entropy)):
-        t = outputs.get(name)
-        if like is None and t is not None:
-            raise HTTPException(422, f"the buffer holds {name} but no entropy")
-        if like is not None and t is None:
-            raise HTTPException(
-                422, f"the buffer must hold {name} (shape {list(like.shape)}) for its entropy"
-            )
-        if t is not None and like is not None and t.shape != like.shape:
-            raise HTTPException(422, f"{name} has shape {list(t.shape)}, logp has {list(like.shape)}")
-
-
 @router.post(
     "/grpo/loss",
     response_model=LossResponse,
@@ -465,7 +450,6 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         tensors, outputs = _shm_tensors(request, shm_req.buffer)
         opts = shm_req.options
         logp, old, ref, adv, mask, entropy = _named_inputs(tensors)
-        _check_outputs(outputs, logp, entropy)
     else:
         try:
             req = LossRequest.model_validate_json(await request.body())
