@@ -684,8 +684,6 @@ def _tensor_in(view: memoryview, data_start: int, info: Mapping[str, Any]) -> An
 
 # -- shared memory (same host): the tensors stay in a sealed memfd the service has mapped -----------------
 
-LOSS_OUTPUTS = ("grad_logprobs", "grad_entropy")
-
 
 class ShmLossBuffer:
     """A sealed memfd that holds one ``/grpo/loss`` request as a safetensors file, mapped here and (once
@@ -721,25 +719,25 @@ class ShmLossBuffer:
     @staticmethod
     def size_for(specs: Mapping[str, tuple[Sequence[int], Any]]) -> int:
         """Bytes a layout of these (shape, dtype) needs, outputs included (see ``lay_out``)."""
-        head, spans = _layout(_with_outputs(specs), {})
-        return len(head) + max((e for _, e in spans.values()), default=0)
+        return _plan(specs).size
 
     def lay_out(self, specs: Mapping[str, tuple[Sequence[int], Any]]) -> dict[str, Any]:
         """Write a safetensors header for tensors of these (shape, torch dtype), with ``grad_logprobs`` (float32,
         logp's shape) and, when ``entropy`` is there, ``grad_entropy`` added unless given; returns the tensors as
         views of the buffer (also kept in ``tensors``). Raises ValueError when they do not fit."""
+        return self._write(_plan(specs))
+
+    def _write(self, plan: _Plan) -> dict[str, Any]:
         import torch
 
-        head, spans = _layout(_with_outputs(specs), {})
-        need = len(head) + max((e for _, e in spans.values()), default=0)
-        if need > self.capacity:
-            raise ValueError(f"the layout needs {need} bytes; this buffer holds {self.capacity}")
-        self._bytes[: len(head)] = torch.frombuffer(bytearray(head), dtype=torch.uint8)
-        full = _with_outputs(specs)
+        if plan.size > self.capacity:
+            raise ValueError(f"the layout needs {plan.size} bytes; this buffer holds {self.capacity}")
+        head = len(plan.header)
+        self._bytes[:head] = torch.frombuffer(bytearray(plan.header), dtype=torch.uint8)
         views: dict[str, Any] = {}
-        for k, (b0, b1) in spans.items():
-            shape, dtype = full[k]
-            views[k] = self._bytes[len(head) + b0 : len(head) + b1].view(dtype).reshape(tuple(shape))
+        for k, (b0, b1) in plan.spans.items():
+            shape, dtype = plan.specs[k]
+            views[k] = self._bytes[head + b0 : head + b1].view(dtype).reshape(tuple(shape))
         self.tensors = views
         return views
 
@@ -761,16 +759,31 @@ class ShmLossBuffer:
         self.close()
 
 
-def _with_outputs(specs: Mapping[str, tuple[Sequence[int], Any]]) -> dict[str, tuple[Sequence[int], Any]]:
+@dataclass(frozen=True)
+class _Plan:
+    """A loss buffer's layout: every tensor's (shape, dtype), outputs included, the safetensors header and each
+    tensor's byte span after it, and the bytes it all needs."""
+
+    specs: dict[str, tuple[Sequence[int], Any]]
+    header: bytes
+    spans: dict[str, tuple[int, int]]
+
+    @property
+    def size(self) -> int:
+        return len(self.header) + max((e for _, e in self.spans.values()), default=0)
+
+
+def _plan(specs: Mapping[str, tuple[Sequence[int], Any]]) -> _Plan:
     import torch
 
-    out = dict(specs)
-    if "logp" not in out:
+    full = dict(specs)
+    if "logp" not in full:
         raise ValueError("a loss buffer needs logp")
-    out.setdefault("grad_logprobs", (out["logp"][0], torch.float32))
-    if "entropy" in out:
-        out.setdefault("grad_entropy", (out["entropy"][0], torch.float32))
-    return out
+    full.setdefault("grad_logprobs", (full["logp"][0], torch.float32))
+    if "entropy" in full:
+        full.setdefault("grad_entropy", (full["entropy"][0], torch.float32))
+    header, spans = _layout(full, {})
+    return _Plan(full, header, spans)
 
 
 _channel_serials = itertools.count()
@@ -847,9 +860,9 @@ class _ShmTransport:
                 self._channel = ShmChannel(self.config.shm_socket or "", self.config.connect_timeout)
             return self._channel
 
-    def buffer_for(self, specs: Mapping[str, tuple[Sequence[int], Any]]) -> ShmLossBuffer:
+    def buffer_for(self, need: int) -> ShmLossBuffer:
+        """This thread's buffer, replaced by a larger one when it holds fewer than `need` bytes."""
         buf: ShmLossBuffer | None = getattr(self._local, "buffer", None)
-        need = ShmLossBuffer.size_for(specs)
         if buf is None or buf.capacity < need:
             if buf is not None:
                 self.retire(buf)
@@ -870,8 +883,9 @@ class _ShmTransport:
 
     def loss(self, tensors: Mapping[str, Any], options: Mapping[str, Any]) -> LossResult:
         ts = {k: v.detach() for k, v in tensors.items() if v is not None}
-        buf = self.buffer_for({k: (t.shape, t.dtype) for k, t in ts.items()})
-        views = buf.lay_out({k: (t.shape, t.dtype) for k, t in ts.items()})
+        plan = _plan({k: (t.shape, t.dtype) for k, t in ts.items()})
+        buf = self.buffer_for(plan.size)
+        views = buf._write(plan)
         for k, t in ts.items():
             views[k].copy_(t)
         res = self.call(buf, options)
