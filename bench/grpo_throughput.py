@@ -47,11 +47,17 @@ from service.grpo.reference import reference_loss  # noqa: E402
 from service.malloc_tuning import keep_freed_memory  # noqa: E402
 
 
-def median_ms(fn: Callable[[], object], reps: int, sync: Callable[[], None]) -> float:
+def median_ms(
+    fn: Callable[[], object], reps: int, sync: Callable[[], None], before: Callable[[], object] | None = None
+) -> float:
+    """Median of `fn` (after one warm-up call); `before` runs, untimed, ahead of each timed call."""
     fn()
     sync()
     ts = []
     for _ in range(reps):
+        if before is not None:
+            before()
+            sync()
         t0 = time.perf_counter()
         fn()
         sync()
@@ -72,22 +78,6 @@ def interleaved_ms(fns: list[Callable[[], object]], reps: int, sync: Callable[[]
             sync()
             ts[i].append(time.perf_counter() - t0)
     return [1e3 * statistics.median(x) for x in ts]
-
-
-def evicted_ms(fn: Callable[[], object], flush: torch.Tensor, reps: int, sync: Callable[[], None]) -> float:
-    """Median of `fn` called right after writing a buffer larger than the last-level cache: inputs come from
-    memory, as the bound assumes, without the time-since-last-call effects of the round-robin (on a shared VM a
-    call made 100+ ms after the previous one runs slower still, whatever it does)."""
-    fn()
-    ts = []
-    for i in range(reps):
-        flush.fill_(i & 0xFF)
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(ts)
 
 
 def make_batch(b: int, t: int, device: torch.device, seed: int = 0):
@@ -271,7 +261,10 @@ def main() -> None:
             contenders.append(lambda cfg=cfg, r=r: compute_loss(lp, old, r, adv, mask, cfg, use_compile=True))
         ms = interleaved_ms(contenders, args.reps, sync)
         ours, torch_ms, peer = ms[:3]
-        evicted = evicted_ms(contenders[0], flush, args.reps, sync)
+        # ours alone right after writing more than the last-level cache: inputs come from memory, as the bound
+        # assumes, without the round-robin's time-since-last-call effects (on a shared VM a call made 100+ ms
+        # after the previous one runs slower, whatever it does)
+        evicted = median_ms(contenders[0], args.reps, sync, before=lambda: flush.fill_(7))
         nbytes = b * t * ((12 if uses_ref else 8) + 1 + 4)
         bound = nbytes / bw * 1e3
         print(
