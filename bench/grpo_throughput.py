@@ -12,7 +12,8 @@ Same tensors, same run: B x T fp32 log-probs (policy, old, reference), ragged ma
            write, so its inputs come from memory as the bound assumes
   * http:  `referee serve` (its own process) on 127.0.0.1, the trainer's client with the safetensors body both
            ways, vs the same compute in process, and vs raw TCP moving the same bytes (the floor); then the
-           shared-memory channel (tensors in a registered memfd, a small JSON request over the same HTTP)
+           shared-memory channel (tensors in a registered memfd; each call a small message on its socket, or a
+           small JSON request over the same HTTP)
 
 Run (peers installed in /work/venv-peers, see docs/grpo.md):
     PYTHONPATH=. /work/venv-peers/bin/python bench/grpo_throughput.py
@@ -313,6 +314,9 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
     base = f"http://127.0.0.1:{port}"
     client = RefereeClient(ClientConfig(base_url=base, max_retries=0))
     shm_client = RefereeClient(ClientConfig(base_url=base, max_retries=0, shm_socket=shm_socket))
+    shm_http_client = RefereeClient(
+        ClientConfig(base_url=base, max_retries=0, shm_socket=shm_socket, shm_calls="http")
+    )
     net: list[float] = []  # per request: end to end - that request's compute on the service (Server-Timing)
 
     def call() -> torch.Tensor:
@@ -329,11 +333,17 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
         if k in host:
             v.copy_(host[k])
 
-    shm_server: list[float] = []  # the service's own compute per shared-memory call (Server-Timing)
+    shm_server: list[float] = []  # the service's own compute per shared-memory call on the socket
+    shm_http_server: list[float] = []  # and per call over HTTP (Server-Timing)
 
     def shm_in_place() -> torch.Tensor:
         r = shm_client.grpo_loss_shm(buf, opts)
         shm_server.append(r.server_ms or 0.0)
+        return r.grad_logprobs
+
+    def shm_http_in_place() -> torch.Tensor:
+        r = shm_http_client.grpo_loss_shm(buf, opts)
+        shm_http_server.append(r.server_ms or 0.0)
         return r.grad_logprobs
 
     def shm_copied() -> (
@@ -344,19 +354,21 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
     raw: RawLoopback | None = None
     try:
         res = client.grpo_loss(host, opts)  # the answer's exact size: the service encodes it the same way
-        if not torch.equal(res.grad_logprobs, shm_client.grpo_loss_shm(buf, opts).grad_logprobs):
-            raise RuntimeError("the shared-memory answer differs from the HTTP-body one")
+        for c in (shm_client, shm_http_client):
+            if not torch.equal(res.grad_logprobs, c.grpo_loss_shm(buf, opts).grad_logprobs):
+                raise RuntimeError("the shared-memory answer differs from the HTTP-body one")
         resp = encode_parts({"grad_logprobs": res.grad_logprobs}, {"loss": res.loss, "metrics": res.metrics})
         resp_bytes = sum(memoryview(p).nbytes for p in resp)
         raw = RawLoopback(req_bytes, resp_bytes)
-        http, inproc, floor, shm_ms, shm_copy_ms = interleaved_ms(
-            [call, local, raw, shm_in_place, shm_copied], reps, sync
+        http, inproc, floor, shm_ms, shm_http_ms, shm_copy_ms = interleaved_ms(
+            [call, local, raw, shm_in_place, shm_http_in_place, shm_copied], reps, sync
         )
     finally:
         if raw is not None:
             raw.close()
         client.close()
         shm_client.close()
+        shm_http_client.close()
         buf.close()
         server.terminate()
         server.wait(timeout=30)
@@ -373,12 +385,16 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
         f"{same / inproc * 100:.0f}% of in-process compute, {moved / same:.2f} GB/s effective over loopback\n"
         f"  raw-TCP floor for the same bytes (no HTTP, no user-space copies) {floor:.2f} ms = "
         f"{moved / floor:.2f} GB/s\n"
-        f"shared memory (REFEREE_GRPO_SHM_SOCKET, a small JSON request over the same HTTP):\n"
-        f"  tensors written in the buffer by the trainer: end to end {shm_ms:.2f} ms, overhead "
+        f"shared memory (REFEREE_GRPO_SHM_SOCKET; tensors written in the buffer by the trainer):\n"
+        f"  calls on the socket (the default): end to end {shm_ms:.2f} ms, overhead "
         f"{shm_ms - inproc:.2f} ms = {(shm_ms - inproc) / inproc * 100:.0f}% of compute (the service's own compute "
         f"in those calls: {statistics.median(shm_server):.2f} ms)\n"
-        f"  grpo_loss(tensors) copying them in and the gradient out: end to end {shm_copy_ms:.2f} ms, overhead "
-        f"{shm_copy_ms - inproc:.2f} ms = {(shm_copy_ms - inproc) / inproc * 100:.0f}% of compute"
+        f"  calls over HTTP (a small JSON request): end to end {shm_http_ms:.2f} ms, overhead "
+        f"{shm_http_ms - inproc:.2f} ms = {(shm_http_ms - inproc) / inproc * 100:.0f}% of compute (its own "
+        f"compute: {statistics.median(shm_http_server):.2f} ms)\n"
+        f"  grpo_loss(tensors) on the socket, copying them in and the gradient out: end to end "
+        f"{shm_copy_ms:.2f} ms, overhead {shm_copy_ms - inproc:.2f} ms = "
+        f"{(shm_copy_ms - inproc) / inproc * 100:.0f}% of compute"
     )
 
 

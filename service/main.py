@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -62,8 +63,11 @@ def grpo_router() -> APIRouter:
     return router
 
 
-def open_shm_channel(settings: Settings) -> ShmListener | None:
-    """The GRPO shared-memory registration socket, listening, when `REFEREE_GRPO_SHM_SOCKET` is set."""
+def open_shm_channel(
+    settings: Settings, app_state: Any = None, metrics: Metrics | None = None
+) -> ShmListener | None:
+    """The GRPO shared-memory registration socket, listening, when `REFEREE_GRPO_SHM_SOCKET` is set; with
+    `app_state` it also answers loss calls (routes/grpo.socket_loss, on that app's registry and batcher)."""
     if not settings.grpo_shm_socket:
         return None
     if settings.workers > 1:
@@ -73,12 +77,27 @@ def open_shm_channel(settings: Settings) -> ShmListener | None:
         )
     try:
         from service.grpo.shm import ShmListener, ShmRegistry  # torch: only when the channel is asked for
+        from service.routes.grpo import socket_loss
     except ImportError as e:  # the GRPO routes answer 501 with the install hint; the rest of the service runs
         log.warning(
             "REFEREE_GRPO_SHM_SOCKET is set but the GRPO engine is not installed (%s): channel off", e
         )
         return None
-    listener = ShmListener(settings.grpo_shm_socket, ShmRegistry(settings.grpo_shm_max_bytes))
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+
+    def on_loss(message: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        reply = socket_loss(app_state, token, message)
+        if metrics is not None:
+            metrics.socket_calls.labels(str(reply.get("status", 200))).inc()
+            metrics.socket_call_seconds.observe(time.perf_counter() - started)
+        return reply
+
+    listener = ShmListener(
+        settings.grpo_shm_socket,
+        ShmRegistry(settings.grpo_shm_max_bytes),
+        on_loss=on_loss if app_state is not None else None,
+    )
     listener.start()
     return listener
 
@@ -89,7 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        shm = open_shm_channel(settings)  # first: a bad socket path fails the start before any pool exists
+        # first: a bad socket path fails the start before any pool exists
+        shm = open_shm_channel(settings, app.state, metrics)
         app.state.grpo_shm = shm.registry if shm is not None else None
         if shm is not None:
             registry = shm.registry

@@ -47,6 +47,19 @@ class Metrics:
             "referee_grpo_shm_mapped_bytes", "Bytes of those buffers mapped by the service", registry=r
         )
 
+        self.socket_calls = Counter(
+            "referee_grpo_socket_calls",
+            "GRPO loss calls on the shared-memory socket (no HTTP) by status code",
+            ["code"],
+            registry=r,
+        )
+        self.socket_call_seconds = Histogram(
+            "referee_grpo_socket_call_seconds",
+            "Latency of those calls in the service",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
     def bind_pool(
         self, depth: Callable[[], float], busy: Callable[[], float], restarts: Callable[[], float]
     ) -> None:

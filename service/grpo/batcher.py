@@ -13,6 +13,7 @@ mix requests: their normalisers differ per request anyway).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -121,7 +122,8 @@ def run_batch(jobs: list[LossJob], device: torch.device, *, coalesce: bool | Non
 
 @dataclass
 class LossBatcher:
-    """Async front of `run_batch`: `await batcher.submit(job)` from request handlers.
+    """Async front of `run_batch`: `await batcher.submit(job)` from request handlers, `run_now(job)` from a
+    thread that wants the answer itself (the shared-memory socket's connections).
 
     Attributes:
         device: compute device.
@@ -142,6 +144,9 @@ class LossBatcher:
         self._busy = False  # a batch is on the worker thread; touched on the event loop only
         self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grpo-device")
+        # device work runs one batch at a time, whichever thread runs it (the device thread or `run_now`'s
+        # caller): two at once would oversubscribe the CPU's threads or interleave on the CUDA stream
+        self._device_lock = threading.Lock()
 
     async def submit(self, job: LossJob) -> LossOutput:
         """Queue a job; resolves when its batch has run."""
@@ -163,23 +168,32 @@ class LossBatcher:
             return
         batch, self._pending = self._pending, []
         self._busy = True
-        self.stats.requests += len(batch)
-        self.stats.batches += 1
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
 
         def work() -> None:
-            t0 = time.perf_counter()
             try:
-                results: list[LossOutput] | Exception = run_batch(
-                    [j for j, _ in batch], self.device, coalesce=self.coalesce
-                )
+                results: list[LossOutput] | Exception = self._run([j for j, _ in batch])
             except Exception as e:  # deliver the error to every waiter instead of hanging them
                 results = e
-            for j, _ in batch:
-                j.run_s = time.perf_counter() - t0
             loop.call_soon_threadsafe(self._done, loop, batch, results)
 
         self._executor.submit(work)
+
+    def run_now(self, job: LossJob) -> LossOutput:
+        """Run one job on the calling thread, as a batch of its own (the shared-memory socket's calls: a hop to
+        the device thread and back costs more than the hand-off saves). Blocks while a batch runs."""
+        return self._run([job])[0]
+
+    def _run(self, jobs: list[LossJob]) -> list[LossOutput]:
+        with self._device_lock:
+            self.stats.requests += len(jobs)
+            self.stats.batches += 1
+            self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
+            t0 = time.perf_counter()
+            try:
+                return run_batch(jobs, self.device, coalesce=self.coalesce)
+            finally:
+                for j in jobs:
+                    j.run_s = time.perf_counter() - t0
 
     def _done(
         self,

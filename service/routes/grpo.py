@@ -5,13 +5,16 @@ tensors `logp`, `old_logp`?, `ref_logp`?, `advantages`, `mask`? and the scalar o
 the safetensors metadata key `options` (or the `X-Grpo-Options` header). A binary request gets a binary
 response: tensor `grad_logprobs` and metadata `loss` and `metrics` (JSON). A trainer on the same host can instead
 name a shared-memory buffer it registered (`application/vnd.referee.shm+json`, `service/grpo/shm.py`): the
-tensors are read and the gradients written in place. See docs/grpo.md.
+tensors are read and the gradients written in place. `socket_loss` answers the same call made as a message on
+the shared-memory socket instead of over HTTP. See docs/grpo.md.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
+import threading
 from typing import Any, Literal
 
 import torch
@@ -32,7 +35,7 @@ from service.grpo.config import (
     VerlLossConfig,
 )
 from service.grpo.entropy import check_entropy
-from service.grpo.losses import prepare_inputs
+from service.grpo.losses import LossOutput, prepare_inputs
 from service.grpo.shm import SHM_MEDIA_TYPE, ShmError, ShmRegistry, UnknownBuffer, loss_tensors
 from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, WireError, decode, encode_parts
 
@@ -213,12 +216,21 @@ def _finite(x: float) -> float | None:
 
 
 def get_batcher(request: Request) -> LossBatcher:
-    """The app's loss batcher (created on first use; `app.state.grpo_batcher` may be preset)."""
-    b = getattr(request.app.state, "grpo_batcher", None)
-    if b is None:
-        b = LossBatcher(device=default_device())
-        request.app.state.grpo_batcher = b
-    return b
+    return batcher_of(request.app.state)
+
+
+_BATCHER_LOCK = threading.Lock()
+
+
+def batcher_of(state: Any) -> LossBatcher:
+    """The app's loss batcher (created on first use; `app.state.grpo_batcher` may be preset). Thread-safe: the
+    shared-memory socket's threads ask for it too."""
+    with _BATCHER_LOCK:
+        b = getattr(state, "grpo_batcher", None)
+        if b is None:
+            b = LossBatcher(device=default_device())
+            state.grpo_batcher = b
+        return b
 
 
 @router.post("/grpo/advantages", response_model=AdvantagesResponse, response_model_exclude_none=True)
@@ -376,8 +388,8 @@ class ShmLossRequest(BaseModel):
     options: LossOptions = Field(default_factory=LossOptions)
 
 
-def _shm_tensors(request: Request, buffer_id: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    registry: ShmRegistry | None = getattr(request.app.state, "grpo_shm", None)
+def _shm_tensors(state: Any, buffer_id: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    registry: ShmRegistry | None = getattr(state, "grpo_shm", None)
     if registry is None:
         raise HTTPException(
             409,
@@ -429,7 +441,6 @@ async def grpo_loss(request: Request, response: Response) -> Any:
     """
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     binary = ctype == SAFETENSORS_MEDIA_TYPE
-    outputs: dict[str, torch.Tensor] | None = None  # the shared-memory buffer's gradient tensors
     if binary:
         raw = await read_binary_body(request, _body_limit(request))
         try:
@@ -447,9 +458,9 @@ async def grpo_loss(request: Request, response: Response) -> Any:
             shm_req = ShmLossRequest.model_validate_json(await request.body())
         except ValidationError as e:
             raise HTTPException(422, json.loads(e.json(include_url=False))) from e
-        tensors, outputs = _shm_tensors(request, shm_req.buffer)
-        opts = shm_req.options
-        logp, old, ref, adv, mask, entropy = _named_inputs(tensors)
+        job, outputs = _shm_job(request.app.state, shm_req)
+        out = await get_batcher(request).submit(job)
+        return JSONResponse(_shm_answer(out, outputs), headers=_timing(job))
     else:
         try:
             req = LossRequest.model_validate_json(await request.body())
@@ -462,7 +473,35 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         adv = _tensor(req.advantages, "advantages", torch.float64)
         mask = _tensor(req.mask, "mask", torch.int64) if req.mask is not None else None
         entropy = _tensor(req.entropy, "entropy", torch.float64) if req.entropy is not None else None
-    cfg = _config_from(opts)
+    job = _checked_job(logp, old, ref, adv, mask, entropy, _config_from(opts))
+    out = await get_batcher(request).submit(job)
+    loss = _finite(float(out.loss))
+    metrics = {k: _finite(v) for k, v in out.metrics.items()}
+    if binary:
+        grads = {"grad_logprobs": out.grad}
+        if out.grad_entropy is not None:
+            grads["grad_entropy"] = out.grad_entropy
+        parts = encode_parts(grads, {"loss": loss, "metrics": metrics})
+        return PartsResponse(parts, media_type=SAFETENSORS_MEDIA_TYPE, headers=_timing(job))
+    response.headers.update(_timing(job))
+    grad_h = None if out.grad_entropy is None else out.grad_entropy.tolist()
+    return LossResponse(loss=loss, metrics=metrics, grad_logprobs=out.grad.tolist(), grad_entropy=grad_h)
+
+
+def _timing(job: LossJob) -> dict[str, str]:
+    return {"server-timing": f"compute;dur={job.run_s * 1e3:.3f}"}
+
+
+def _checked_job(
+    logp: torch.Tensor,
+    old: torch.Tensor | None,
+    ref: torch.Tensor | None,
+    adv: torch.Tensor,
+    mask: torch.Tensor | None,
+    entropy: torch.Tensor | None,
+    cfg: VerlLossConfig | TrlLossConfig,
+) -> LossJob:
+    """The loss job for these inputs, after the checks that answer 422 before anything is queued."""
     if mask is None:
         mask = torch.ones(logp.shape, dtype=torch.bool)
     try:
@@ -478,21 +517,43 @@ async def grpo_loss(request: Request, response: Response) -> Any:
             raise GrpoInputError("beta != 0 needs ref_logp")
     except GrpoInputError as e:
         raise HTTPException(422, str(e)) from e
-    job = LossJob(logp, old, ref, adv, mask, cfg, entropy)
-    if outputs is not None:  # written on the device thread, by the kernel itself where it can
-        job.grad_out, job.grad_entropy_out = outputs["grad_logprobs"], outputs.get("grad_entropy")
-    out = await get_batcher(request).submit(job)
-    loss = _finite(float(out.loss))
+    return LossJob(logp, old, ref, adv, mask, cfg, entropy)
+
+
+def _shm_job(state: Any, req: ShmLossRequest) -> tuple[LossJob, dict[str, torch.Tensor]]:
+    """The job of a shared-memory call and the buffer's output tensors, which the job writes into (on the
+    device thread, by the kernel itself where it can)."""
+    tensors, outputs = _shm_tensors(state, req.buffer)
+    logp, old, ref, adv, mask, entropy = _named_inputs(tensors)
+    job = _checked_job(logp, old, ref, adv, mask, entropy, _config_from(req.options))
+    job.grad_out, job.grad_entropy_out = outputs["grad_logprobs"], outputs.get("grad_entropy")
+    return job, outputs
+
+
+def _shm_answer(out: LossOutput, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
     metrics = {k: _finite(v) for k, v in out.metrics.items()}
-    timing = {"server-timing": f"compute;dur={job.run_s * 1e3:.3f}"}
-    if outputs is not None:
-        return JSONResponse({"loss": loss, "metrics": metrics, "written": sorted(outputs)}, headers=timing)
-    if binary:
-        grads = {"grad_logprobs": out.grad}
-        if out.grad_entropy is not None:
-            grads["grad_entropy"] = out.grad_entropy
-        parts = encode_parts(grads, {"loss": loss, "metrics": metrics})
-        return PartsResponse(parts, media_type=SAFETENSORS_MEDIA_TYPE, headers=timing)
-    response.headers.update(timing)
-    grad_h = None if out.grad_entropy is None else out.grad_entropy.tolist()
-    return LossResponse(loss=loss, metrics=metrics, grad_logprobs=out.grad.tolist(), grad_entropy=grad_h)
+    return {"loss": _finite(float(out.loss)), "metrics": metrics, "written": sorted(outputs)}
+
+
+def socket_loss(state: Any, token: str | None, message: dict[str, Any]) -> dict[str, Any]:
+    """`{"op": "loss", "buffer": id, "options": {...}, "token"?}` on the shared-memory socket (shm.py): the
+    shared-memory form of `POST /grpo/loss` without HTTP, run on the caller's (the connection's) thread.
+
+    Same checks, same errors (as `{"error": detail, "status": code}`) and same answer as the HTTP form, plus
+    `compute_ms`; `token` must equal REFEREE_API_TOKEN when one is set (the HTTP form's bearer token)."""
+    try:
+        if token is not None and not hmac.compare_digest(
+            str(message.get("token", "")).encode(), token.encode()
+        ):
+            raise HTTPException(401, 'missing or wrong token (send "token": REFEREE_API_TOKEN with the call)')
+        try:
+            req = ShmLossRequest.model_validate(
+                {k: v for k, v in message.items() if k not in ("op", "token")}
+            )
+        except ValidationError as e:
+            raise HTTPException(422, json.loads(e.json(include_url=False))) from e
+        job, outputs = _shm_job(state, req)
+        out = batcher_of(state).run_now(job)
+    except HTTPException as e:
+        return {"error": e.detail, "status": e.status_code}
+    return {**_shm_answer(out, outputs), "compute_ms": round(job.run_s * 1e3, 3)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -22,7 +23,7 @@ from service.config import Settings
 from service.grpo import TrlLossConfig, VerlLossConfig, compute_loss
 from service.grpo.shm import ShmError, ShmListener, ShmRegistry, _clear_stale_socket
 from service.main import create_app, open_shm_channel
-from service.routes.grpo import router
+from service.routes.grpo import router, socket_loss
 from tests.trainer.fake_referee import FakeReferee
 from trainer.client import (
     SHM_MEDIA_TYPE,
@@ -66,19 +67,24 @@ def sock_dir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def live(sock_dir: Path) -> Iterator[tuple[FakeReferee, ShmListener]]:
     """The GRPO routes under uvicorn with a listening channel (the full app's wiring has its own test)."""
-    listener = ShmListener(sock_dir / "grpo.sock", ShmRegistry(max_bytes=64 << 20))
-    listener.start()
     app = FastAPI()
     app.include_router(router)
+    on_loss = functools.partial(socket_loss, app.state, None)
+    listener = ShmListener(sock_dir / "grpo.sock", ShmRegistry(max_bytes=64 << 20), on_loss=on_loss)
+    listener.start()
     app.state.grpo_shm = listener.registry
     with FakeReferee(app) as server:
         yield server, listener
     listener.close()
 
 
-def shm_client(live: tuple[FakeReferee, ShmListener]) -> RefereeClient:
+CALLS = ["socket", "http"]  # how a shared-memory call reaches the service: the same answers either way
+
+
+def shm_client(live: tuple[FakeReferee, ShmListener], calls: str = "socket") -> RefereeClient:
     server, listener = live
-    return RefereeClient(ClientConfig(base_url=server.url, max_retries=0, shm_socket=str(listener.path)))
+    config = ClientConfig(base_url=server.url, max_retries=0, shm_socket=str(listener.path), shm_calls=calls)  # type: ignore[arg-type]
+    return RefereeClient(config)
 
 
 def wait_for(cond, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
@@ -90,14 +96,15 @@ def wait_for(cond, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def
     return cond()
 
 
+@pytest.mark.parametrize("calls", CALLS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("opts", OPTS)
-def test_shared_memory_answers_exactly_what_the_http_body_answers(live, opts, dtype):
+def test_shared_memory_answers_exactly_what_the_http_body_answers(live, opts, dtype, calls):
     ts = batch(dtype=dtype)
     if "entropy_coeff" not in opts:
         ts.pop("entropy")
     body = RefereeClient(ClientConfig(base_url=live[0].url, max_retries=0))
-    with shm_client(live) as shm, body:
+    with shm_client(live, calls) as shm, body:
         want = body.grpo_loss(ts, opts)
         got = shm.grpo_loss(ts, opts)
     assert got.loss == want.loss and got.metrics == want.metrics
@@ -109,7 +116,8 @@ def test_shared_memory_answers_exactly_what_the_http_body_answers(live, opts, dt
     assert got.server_ms is not None and got.server_ms >= 0
 
 
-def test_in_place_buffer_is_filled_by_the_service_and_nothing_else_moves(live):
+@pytest.mark.parametrize("calls", CALLS)
+def test_in_place_buffer_is_filled_by_the_service_and_nothing_else_moves(live, calls):
     ts = batch(seed=1)
     ts.pop("entropy")
     opts = {"flavor": "trl", "loss_type": "dapo"}
@@ -117,7 +125,7 @@ def test_in_place_buffer_is_filled_by_the_service_and_nothing_else_moves(live):
         *(ts[k] for k in ("logp", "old_logp", "ref_logp", "advantages", "mask")), TrlLossConfig()
     )
     specs = {k: (v.shape, v.dtype) for k, v in ts.items()}
-    with shm_client(live) as client, ShmLossBuffer(ShmLossBuffer.size_for(specs)) as buf:
+    with shm_client(live, calls) as client, ShmLossBuffer(ShmLossBuffer.size_for(specs)) as buf:
         views = buf.lay_out(specs)
         assert set(views) == set(ts) | {"grad_logprobs"}
         for k, v in ts.items():
@@ -267,7 +275,8 @@ def write_header(buf: ShmLossBuffer, header: dict) -> None:
     buf._bytes[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def test_bad_layouts_are_4xx_and_the_service_keeps_serving(live):
+@pytest.mark.parametrize("calls", CALLS)
+def test_bad_layouts_are_4xx_and_the_service_keeps_serving(live, calls):
     n = 2 * 4 * 4  # a (2, 4) float32
     good = {
         "logp": {"dtype": "F32", "shape": [2, 4], "data_offsets": [0, n]},
@@ -299,7 +308,7 @@ def test_bad_layouts_are_4xx_and_the_service_keeps_serving(live):
             "extra": {"dtype": "F32", "shape": [1], "data_offsets": [3 * n, 3 * n + 4]},
         },
     }
-    with shm_client(live) as client, ShmLossBuffer(4096) as buf:
+    with shm_client(live, calls) as client, ShmLossBuffer(4096) as buf:
         for why, header in bad.items():
             write_header(buf, header)
             with pytest.raises(RefereeError, match=why) as e:
@@ -332,10 +341,11 @@ def test_malformed_requests_and_a_service_without_the_channel(live):
     assert r.status_code == 409 and "REFEREE_GRPO_SHM_SOCKET" in r.json()["detail"]
 
 
-def test_client_registers_again_after_the_service_forgets_and_grows_its_buffer(live):
+@pytest.mark.parametrize("calls", CALLS)
+def test_client_registers_again_after_the_service_forgets_and_grows_its_buffer(live, calls):
     registry = live[1].registry
     before = len(registry)
-    with shm_client(live) as client:
+    with shm_client(live, calls) as client:
         small = batch(seed=3, b=2, t=8)
         first = client.grpo_loss(small, OPTS[0])
         assert len(registry) == before + 1
@@ -448,3 +458,131 @@ def test_the_trainer_trains_the_same_over_shared_memory(live, tmp_path):
     assert [(s.loss, s.reward, s.kl, s.clip_ratio) for s in body] == [
         (s.loss, s.reward, s.kl, s.clip_ratio) for s in shm
     ]
+
+
+def raw_call(path: Path, message: dict | bytes, fds: list[int] | None = None) -> dict:
+    """One message on a fresh connection to the socket, its answer."""
+    raw = message if isinstance(message, bytes) else json.dumps(message).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(str(path))
+        socket.send_fds(s, [raw], fds or [])
+        return json.loads(s.recv(1 << 16))
+
+
+def test_socket_calls_refuse_what_the_http_form_refuses(live):
+    path = live[1].path
+    unknown = raw_call(path, {"op": "loss", "buffer": "f" * 32, "options": {}})
+    assert unknown["status"] == 404 and "register it again" in unknown["error"]
+    bad_id = raw_call(path, {"op": "loss", "buffer": "../../etc/passwd"})
+    assert bad_id["status"] == 422
+    extra = raw_call(path, {"op": "loss", "buffer": "a" * 32, "surprise": 1})
+    assert extra["status"] == 422 and "surprise" in json.dumps(extra["error"])
+    fd = memfd()
+    try:
+        assert raw_call(path, {"op": "loss", "buffer": "a" * 32}, [fd])["status"] == 400  # no descriptors
+    finally:
+        os.close(fd)
+    long = json.dumps({"op": "loss", "buffer": "a" * 32, "options": {"pad": "x" * 20000}}).encode()
+    assert raw_call(path, long)["status"] == 413  # cut by the datagram size: refused, never half-read
+
+
+def test_a_failing_handler_costs_one_call_and_a_listener_without_one_refuses(sock_dir):
+    calls = []
+
+    def broken(message: dict) -> dict:
+        calls.append(message)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return {"loss": 1.0, "metrics": {}, "written": []}
+
+    listener = ShmListener(sock_dir / "broken.sock", ShmRegistry(1 << 20), on_loss=broken)
+    listener.start()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:  # one connection for both calls
+            s.connect(str(listener.path))
+            s.send(json.dumps({"op": "loss", "buffer": "a" * 32}).encode())
+            first = json.loads(s.recv(4096))
+            s.send(json.dumps({"op": "loss", "buffer": "a" * 32}).encode())
+            second = json.loads(s.recv(4096))
+        assert first["status"] == 500 and "RuntimeError: boom" in first["error"]
+        assert second == {"loss": 1.0, "metrics": {}, "written": []}
+    finally:
+        listener.close()
+    off = ShmListener(sock_dir / "off.sock", ShmRegistry(1 << 20))  # registrations only
+    off.start()
+    try:
+        answer = raw_call(off.path, {"op": "loss", "buffer": "a" * 32})
+        assert answer["status"] == 409 and "POST /grpo/loss" in answer["error"]
+    finally:
+        off.close()
+
+
+def test_client_reconnects_when_the_socket_breaks(live):
+    ts = batch(seed=8)
+    ts.pop("entropy")
+    with shm_client(live) as client:
+        first = client.grpo_loss(ts, OPTS[1])
+        with live[1]._lock:
+            conns = list(live[1]._conns)
+        for c in conns:  # what a service restart does to the trainer's connection
+            c.shutdown(socket.SHUT_RDWR)
+        again = client.grpo_loss(ts, OPTS[1])  # empty answer: a fresh connection, registered again
+        assert again.loss == first.loss and torch.equal(again.grad_logprobs, first.grad_logprobs)
+
+
+def test_socket_and_http_calls_run_together_and_stay_exact(live):
+    """Concurrent calls from both transports share the one device lock; each answer is its own."""
+    import threading
+
+    inputs = [batch(seed=20 + k, b=8, t=64) for k in range(4)]
+    for ts in inputs:
+        ts.pop("entropy")
+    body = RefereeClient(ClientConfig(base_url=live[0].url, max_retries=0))
+    want = [body.grpo_loss(ts, OPTS[1]) for ts in inputs]
+    errors: list[BaseException] = []
+
+    def hammer(calls: str, k: int) -> None:
+        try:
+            with shm_client(live, calls) as client:
+                for _ in range(10):
+                    got = client.grpo_loss(inputs[k], OPTS[1])
+                    assert got.loss == want[k].loss and torch.equal(got.grad_logprobs, want[k].grad_logprobs)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=hammer, args=(CALLS[k % 2], k)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_socket_calls_need_the_token_and_are_counted(tmp_path):
+    import httpx
+
+    path = tmp_path / "tok.sock"
+    settings = Settings(  # type: ignore[call-arg]
+        pool_size=1, sandbox_backend="none", grpo_shm_socket=str(path), api_token="s3cret"
+    )
+    ts = batch(seed=9)
+    ts.pop("entropy")
+    with FakeReferee(create_app(settings)) as server:
+        auth = {"authorization": "Bearer s3cret"}
+        for token, code in ((None, 401), ("wrong", 401), ("s3cret", None)):
+            cfg = ClientConfig(base_url=server.url, max_retries=0, shm_socket=str(path), token=token)
+            with RefereeClient(cfg) as client:
+                if code is None:
+                    got = client.grpo_loss(ts, OPTS[1])
+                else:
+                    with pytest.raises(RefereeError, match="token") as e:
+                        client.grpo_loss(ts, OPTS[1])
+                    assert e.value.status_code == code
+        want = RefereeClient(ClientConfig(base_url=server.url, max_retries=0, token="s3cret")).grpo_loss(
+            ts, OPTS[1]
+        )
+        assert torch.equal(got.grad_logprobs, want.grad_logprobs)
+        text = httpx.get(server.url + "/metrics", headers=auth).text
+    assert 'referee_grpo_socket_calls_total{code="401"} 2.0' in text
+    assert 'referee_grpo_socket_calls_total{code="200"} 1.0' in text
+    assert "referee_grpo_socket_call_seconds_count 3.0" in text

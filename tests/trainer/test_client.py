@@ -36,6 +36,17 @@ def test_score_round_trip_sends_bearer_token(referee_env: FakeReferee) -> None:
 def test_from_env_reads_url_and_token(referee_env: FakeReferee) -> None:
     cfg = ClientConfig.from_env()
     assert cfg.base_url == referee_env.url and cfg.token == "sekrit"
+    assert cfg.shm_socket is None and cfg.shm_calls == "socket"  # the defaults when the environment is silent
+
+
+def test_from_env_reads_the_shared_memory_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REFEREE_GRPO_SHM_SOCKET", "/run/referee/grpo-shm.sock")
+    monkeypatch.setenv("REFEREE_GRPO_SHM_CALLS", "http")
+    cfg = ClientConfig.from_env()
+    assert cfg.shm_socket == "/run/referee/grpo-shm.sock" and cfg.shm_calls == "http"
+    monkeypatch.setenv("REFEREE_GRPO_SHM_CALLS", "carrier-pigeon")
+    with pytest.raises(ValueError, match="shm_calls must be 'socket' or 'http'"):
+        ClientConfig.from_env()
 
 
 @pytest.mark.parametrize("status", [503, 429])
