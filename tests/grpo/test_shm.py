@@ -32,6 +32,7 @@ from trainer.client import (
     RefereeClient,
     RefereeError,
     ShmChannel,
+    ShmChannelBroken,
     ShmLossBuffer,
 )
 
@@ -586,3 +587,19 @@ def test_socket_calls_need_the_token_and_are_counted(tmp_path):
     assert 'referee_grpo_socket_calls_total{code="401"} 2.0' in text
     assert 'referee_grpo_socket_calls_total{code="200"} 1.0' in text
     assert "referee_grpo_socket_call_seconds_count 3.0" in text
+
+
+def test_a_refused_registration_is_not_retried_on_a_new_connection(sock_dir):
+    listener = ShmListener(sock_dir / "tiny.sock", ShmRegistry(max_bytes=1024))
+    listener.start()
+    try:
+        cfg = ClientConfig(base_url="http://127.0.0.1:9", max_retries=0, shm_socket=str(listener.path))
+        with RefereeClient(cfg) as client:
+            assert client._shm is not None
+            first = client._shm.channel().serial
+            with pytest.raises(RefereeError, match="REFEREE_GRPO_SHM_MAX_BYTES") as e:
+                client.grpo_loss(batch(), OPTS[1])
+            assert not isinstance(e.value, ShmChannelBroken)
+            assert client._shm.channel().serial == first  # the connection (and its other buffers) kept
+    finally:
+        listener.close()
