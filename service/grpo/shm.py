@@ -259,9 +259,8 @@ class ShmListener:
     ) -> None:
         self.path = Path(path)
         self.registry = registry
-        self.on_loss = (
-            on_loss  # answers {"op": "loss", ...} (routes/grpo.socket_loss); None: calls are refused
-        )
+        # answers {"op": "loss", ...} (routes/grpo.socket_loss); None: loss calls are refused
+        self.on_loss = on_loss
         self._sock: socket.socket | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -320,12 +319,12 @@ class ShmListener:
             conn.close()
 
     def _handle(self, msg: bytes, fds: list[int], flags: int, owned: list[str]) -> dict[str, object]:
+        if flags & socket.MSG_TRUNC:  # the datagram was cut: refuse it, never parse half of it
+            return {"error": f"message longer than {_MAX_MESSAGE} bytes", "status": 413}
         try:
             req = json.loads(msg)
         except ValueError:
             req = None
-        if flags & socket.MSG_TRUNC:
-            return {"error": f"message longer than {_MAX_MESSAGE} bytes", "status": 413}
         op = req.get("op") if isinstance(req, dict) else None
         if op == "loss" and isinstance(req, dict):
             if fds:

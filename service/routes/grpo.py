@@ -215,6 +215,16 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _unprocessable(e: ValidationError) -> HTTPException:
+    """A 422 carrying pydantic's list of errors, as FastAPI's own validation answers."""
+    return HTTPException(422, json.loads(e.json(include_url=False)))
+
+
+def _scalars(out: LossOutput) -> tuple[float | None, dict[str, float | None]]:
+    """The loss and the metrics as JSON can carry them (NaN and inf as null)."""
+    return _finite(float(out.loss)), {k: _finite(v) for k, v in out.metrics.items()}
+
+
 def get_batcher(request: Request) -> LossBatcher:
     return batcher_of(request.app.state)
 
@@ -457,7 +467,7 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         try:
             shm_req = ShmLossRequest.model_validate_json(await request.body())
         except ValidationError as e:
-            raise HTTPException(422, json.loads(e.json(include_url=False))) from e
+            raise _unprocessable(e) from e
         job, outputs = _shm_job(request.app.state, shm_req)
         out = await get_batcher(request).submit(job)
         return JSONResponse(_shm_answer(out, outputs), headers=_timing(job))
@@ -465,7 +475,7 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         try:
             req = LossRequest.model_validate_json(await request.body())
         except ValidationError as e:
-            raise HTTPException(422, json.loads(e.json(include_url=False))) from e
+            raise _unprocessable(e) from e
         opts = req
         logp = _tensor(req.logp, "logp", torch.float64)
         old = _tensor(req.old_logp, "old_logp", torch.float64) if req.old_logp is not None else None
@@ -475,8 +485,7 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         entropy = _tensor(req.entropy, "entropy", torch.float64) if req.entropy is not None else None
     job = _checked_job(logp, old, ref, adv, mask, entropy, _config_from(opts))
     out = await get_batcher(request).submit(job)
-    loss = _finite(float(out.loss))
-    metrics = {k: _finite(v) for k, v in out.metrics.items()}
+    loss, metrics = _scalars(out)
     if binary:
         grads = {"grad_logprobs": out.grad}
         if out.grad_entropy is not None:
@@ -531,8 +540,8 @@ def _shm_job(state: Any, req: ShmLossRequest) -> tuple[LossJob, dict[str, torch.
 
 
 def _shm_answer(out: LossOutput, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
-    metrics = {k: _finite(v) for k, v in out.metrics.items()}
-    return {"loss": _finite(float(out.loss)), "metrics": metrics, "written": sorted(outputs)}
+    loss, metrics = _scalars(out)
+    return {"loss": loss, "metrics": metrics, "written": sorted(outputs)}
 
 
 def socket_loss(state: Any, token: str | None, message: dict[str, Any]) -> dict[str, Any]:
@@ -551,7 +560,7 @@ def socket_loss(state: Any, token: str | None, message: dict[str, Any]) -> dict[
                 {k: v for k, v in message.items() if k not in ("op", "token")}
             )
         except ValidationError as e:
-            raise HTTPException(422, json.loads(e.json(include_url=False))) from e
+            raise _unprocessable(e) from e
         job, outputs = _shm_job(state, req)
         out = batcher_of(state).run_now(job)
     except HTTPException as e:
