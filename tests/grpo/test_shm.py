@@ -162,11 +162,17 @@ def test_kernel_and_torch_paths_write_into_grad_out():
         compute_loss(*args, cfg, grad_out=torch.zeros(2, 2))
 
 
-def raw_register(path: Path, fds: list[int], message: bytes = b'{"op": "register"}') -> dict:
+def raw_call(path: Path, message: dict | bytes, fds: list[int] | None = None) -> dict:
+    """One message on a fresh connection to the socket, its answer."""
+    raw = message if isinstance(message, bytes) else json.dumps(message).encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
         s.connect(str(path))
-        socket.send_fds(s, [message], fds)
-        return json.loads(s.recv(4096))
+        socket.send_fds(s, [raw], fds or [])
+        return json.loads(s.recv(1 << 16))
+
+
+def raw_register(path: Path, fds: list[int], message: bytes = b'{"op": "register"}') -> dict:
+    return raw_call(path, message, fds)
 
 
 def memfd(size: int = 4096, seals: int = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW) -> int:
@@ -459,15 +465,6 @@ def test_the_trainer_trains_the_same_over_shared_memory(live, tmp_path):
     assert [(s.loss, s.reward, s.kl, s.clip_ratio) for s in body] == [
         (s.loss, s.reward, s.kl, s.clip_ratio) for s in shm
     ]
-
-
-def raw_call(path: Path, message: dict | bytes, fds: list[int] | None = None) -> dict:
-    """One message on a fresh connection to the socket, its answer."""
-    raw = message if isinstance(message, bytes) else json.dumps(message).encode()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-        s.connect(str(path))
-        socket.send_fds(s, [raw], fds or [])
-        return json.loads(s.recv(1 << 16))
 
 
 def test_socket_calls_refuse_what_the_http_form_refuses(live):
