@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.grpo import TrlLossConfig, VerlLossConfig, compute_loss  # noqa: E402
 from service.grpo.reference import reference_loss  # noqa: E402
 from service.malloc_tuning import keep_freed_memory  # noqa: E402
+from trainer.client import ShmChannel  # noqa: E402
 
 
 def median_ms(
@@ -66,19 +67,34 @@ def median_ms(
     return 1e3 * statistics.median(ts)
 
 
-def interleaved_ms(fns: list[Callable[[], object]], reps: int, sync: Callable[[], None]) -> list[float]:
-    """Medians of several callables timed round-robin (the shared machine's load drifts; this keeps ratios fair)."""
+def interleaved_ms(
+    fns: list[Callable[[], object]],
+    reps: int,
+    sync: Callable[[], None],
+    before: Callable[[], object] | None = None,
+) -> list[float]:
+    """Medians of several callables timed round-robin (the shared machine's load drifts; this keeps ratios fair);
+    `before` runs, untimed, ahead of each timed call."""
     for fn in fns:
         fn()
     sync()
     ts: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
         for i, fn in enumerate(fns):
+            if before is not None:
+                before()
+                sync()
             t0 = time.perf_counter()
             fn()
             sync()
             ts[i].append(time.perf_counter() - t0)
     return [1e3 * statistics.median(x) for x in ts]
+
+
+def cache_flusher(device: torch.device) -> Callable[[], object]:
+    """Writes 512 MiB on `device`, more than any last-level cache here: what was cached before is gone."""
+    scratch = torch.empty(512 << 20, dtype=torch.uint8, device=device)
+    return lambda: scratch.fill_(7)
 
 
 def make_batch(b: int, t: int, device: torch.device, seed: int = 0):
@@ -244,7 +260,7 @@ def main() -> None:
         f"{'ours/bound':>10s} {'evicted ms':>10s} {'/bound':>6s}"
         + (f" {'compiled ms':>11s}" if args.compiled else "")
     )
-    flush = torch.empty(512 << 20, dtype=torch.uint8, device=dev)  # larger than any last-level cache here
+    flush = cache_flusher(dev)
     for name, cfg, uses_ref in cases:
         r = ref if uses_ref else None
         if tp:
@@ -265,7 +281,7 @@ def main() -> None:
         # ours alone right after writing more than the last-level cache: inputs come from memory, as the bound
         # assumes, without the round-robin's time-since-last-call effects (on a shared VM a call made 100+ ms
         # after the previous one runs slower, whatever it does)
-        evicted = median_ms(contenders[0], args.reps, sync, before=lambda: flush.fill_(7))
+        evicted = median_ms(contenders[0], args.reps, sync, before=flush)
         nbytes = b * t * ((12 if uses_ref else 8) + 1 + 4)
         bound = nbytes / bw * 1e3
         print(
@@ -333,18 +349,24 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
         if k in host:
             v.copy_(host[k])
 
-    shm_server: list[float] = []  # the service's own compute per shared-memory call on the socket
-    shm_http_server: list[float] = []  # and per call over HTTP (Server-Timing)
+    # per shared-memory call (on the socket, over HTTP): the service's own compute, and end to end minus it
+    shm_server: list[float] = []
+    shm_net: list[float] = []
+    shm_http_server: list[float] = []
+    shm_http_net: list[float] = []
+
+    def shm_call(c: RefereeClient, server_ms: list[float], net_ms: list[float]) -> torch.Tensor:
+        t0 = time.perf_counter()
+        r = c.grpo_loss_shm(buf, opts)
+        server_ms.append(r.server_ms or 0.0)
+        net_ms.append(1e3 * (time.perf_counter() - t0) - server_ms[-1])
+        return r.grad_logprobs
 
     def shm_in_place() -> torch.Tensor:
-        r = shm_client.grpo_loss_shm(buf, opts)
-        shm_server.append(r.server_ms or 0.0)
-        return r.grad_logprobs
+        return shm_call(shm_client, shm_server, shm_net)
 
     def shm_http_in_place() -> torch.Tensor:
-        r = shm_http_client.grpo_loss_shm(buf, opts)
-        shm_http_server.append(r.server_ms or 0.0)
-        return r.grad_logprobs
+        return shm_call(shm_http_client, shm_http_server, shm_http_net)
 
     def shm_copied() -> (
         torch.Tensor
@@ -360,9 +382,16 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
         resp = encode_parts({"grad_logprobs": res.grad_logprobs}, {"loss": res.loss, "metrics": res.metrics})
         resp_bytes = sum(memoryview(p).nbytes for p in resp)
         raw = RawLoopback(req_bytes, resp_bytes)
+        # every call starts with its inputs out of the caches: the in-process call would otherwise find the
+        # 27 MB the HTTP call before it just read in the L3 (32 MB here), and the socket call, whose buffer is
+        # another copy, would not
         http, inproc, floor, shm_ms, shm_http_ms, shm_copy_ms = interleaved_ms(
-            [call, local, raw, shm_in_place, shm_http_in_place, shm_copied], reps, sync
+            [call, local, raw, shm_in_place, shm_http_in_place, shm_copied],
+            reps,
+            sync,
+            before=cache_flusher(torch.device("cpu")),
         )
+        wake = wake_up_us(ShmChannel(shm_socket))
     finally:
         if raw is not None:
             raw.close()
@@ -387,15 +416,43 @@ def http_section(lp, old, ref, adv, mask, dev: torch.device, reps: int, sync: Ca
         f"{moved / floor:.2f} GB/s\n"
         f"shared memory (REFEREE_GRPO_SHM_SOCKET; tensors written in the buffer by the trainer):\n"
         f"  calls on the socket (the default): end to end {shm_ms:.2f} ms, overhead "
-        f"{shm_ms - inproc:.2f} ms = {(shm_ms - inproc) / inproc * 100:.0f}% of compute (the service's own compute "
-        f"in those calls: {statistics.median(shm_server):.2f} ms)\n"
+        f"{shm_ms - inproc:.2f} ms = {(shm_ms - inproc) / inproc * 100:.0f}% of compute; the service's own compute "
+        f"in those calls {statistics.median(shm_server):.2f} ms, per call end to end minus it "
+        f"{statistics.median(shm_net):.2f} ms = {statistics.median(shm_net) / inproc * 100:.0f}% of in-process compute\n"
         f"  calls over HTTP (a small JSON request): end to end {shm_http_ms:.2f} ms, overhead "
-        f"{shm_http_ms - inproc:.2f} ms = {(shm_http_ms - inproc) / inproc * 100:.0f}% of compute (its own "
-        f"compute: {statistics.median(shm_http_server):.2f} ms)\n"
+        f"{shm_http_ms - inproc:.2f} ms = {(shm_http_ms - inproc) / inproc * 100:.0f}% of compute; its own "
+        f"compute {statistics.median(shm_http_server):.2f} ms, end to end minus it "
+        f"{statistics.median(shm_http_net):.2f} ms = {statistics.median(shm_http_net) / inproc * 100:.0f}%\n"
         f"  grpo_loss(tensors) on the socket, copying them in and the gradient out: end to end "
         f"{shm_copy_ms:.2f} ms, overhead {shm_copy_ms - inproc:.2f} ms = "
-        f"{(shm_copy_ms - inproc) / inproc * 100:.0f}% of compute"
+        f"{(shm_copy_ms - inproc) / inproc * 100:.0f}% of compute\n"
+        f"  a round trip that does no work (ping): {wake[0]:.0f} us back to back, {wake[1]:.0f} us when the service "
+        f"has slept 5 ms first; a loss call has two such sleeps (the service waiting for it, the trainer waiting "
+        f"for its answer): about {2 * (wake[1] - wake[0]) / 1e3:.2f} ms of its overhead is waking up"
     )
+
+
+def wake_up_us(channel: ShmChannel, reps: int = 100) -> tuple[float, float]:
+    """Median socket round trip with no work, after 5 ms idle and right after a few others: the difference is
+    what waking a sleeping thread costs here (on a VM, waking an idle vCPU), which every call across processes
+    pays. The two are taken in turn so that both see the same machine."""
+
+    def timed_ping() -> float:
+        t0 = time.perf_counter()
+        channel.ping()
+        return 1e6 * (time.perf_counter() - t0)
+
+    try:
+        idle, busy = [], []
+        for _ in range(reps):
+            time.sleep(0.005)
+            idle.append(timed_ping())
+            for _ in range(3):  # the service's thread, and the vCPU it runs on, are awake now
+                channel.ping()
+            busy.append(timed_ping())
+        return statistics.median(busy), statistics.median(idle)
+    finally:
+        channel.close()
 
 
 if __name__ == "__main__":

@@ -838,6 +838,11 @@ class ShmChannel:
         if known is not None:
             self._ask({"op": "release", "buffer": known}, [])
 
+    def ping(self) -> int:
+        """A round trip that does no work: the number of buffers the service holds for this channel (raises
+        ``ShmChannelBroken`` when the socket is gone)."""
+        return int(self._ask({"op": "ping"}, [])["buffers"])
+
     def loss(self, buffer_id: str, options: Mapping[str, Any], token: str | None) -> dict[str, Any]:
         """One loss call on this connection (``{"op": "loss"}``): the answer, or `RefereeError` with the status
         code the HTTP form would give."""

@@ -13,6 +13,8 @@ are the access control, 0660):
     service -> trainer   {"buffer": "<id>", "size": n}       or {"error": "<why>"}
     trainer -> service   {"op": "release", "buffer": "<id>"}
     service -> trainer   {"released": "<id>"}                or {"error": "<why>"}
+    trainer -> service   {"op": "ping"}
+    service -> trainer   {"pong": true, "buffers": n}        n: buffers this connection holds
 
 A buffer lives until released or until the connection that registered it closes: when the trainer exits, its
 buffers go. The id is an unguessable capability; `/grpo/loss` still needs the bearer token when one is set.
@@ -84,9 +86,12 @@ class ShmBuffer:
     base: int  # address of the mapping's first byte
     # the last layout read from it: (header bytes, inputs, outputs); trainers reuse one layout call after call
     layout: tuple[bytes, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+    # the last socket call checked on it, reused while the header and the message are the same:
+    # (header bytes, message key, (checked job, outputs)); routes/grpo.py fills and reads it
+    checked_call: tuple[bytes, str, Any] | None = None
 
 
-def _header_bytes(buf: ShmBuffer) -> bytes:
+def header_bytes(buf: ShmBuffer) -> bytes:
     """The length prefix and JSON header at the start of the buffer (b"" if the length is out of range)."""
     (n,) = struct.unpack("<Q", buf.data[:8])
     return bytes(buf.data[: 8 + n]) if n <= MAX_HEADER_BYTES and 8 + n <= buf.size else b""
@@ -177,9 +182,12 @@ class ShmRegistry:
             self._pending -= 1
         return buf
 
-    def get(self, buffer_id: str) -> ShmBuffer:
+    def find(self, buffer_id: str) -> ShmBuffer | None:
         with self._lock:
-            buf = self._buffers.get(buffer_id)
+            return self._buffers.get(buffer_id)
+
+    def get(self, buffer_id: str) -> ShmBuffer:
+        buf = self.find(buffer_id)
         if buf is None:
             raise UnknownBuffer(f"no shared-memory buffer {buffer_id!r} is registered (register it again)")
         return buf
@@ -206,7 +214,7 @@ def loss_tensors(buf: ShmBuffer) -> tuple[dict[str, torch.Tensor], dict[str, tor
         ShmError: a malformed safetensors layout; an output missing, not floating point, misaligned, not of
             its input's shape, or overlapping another tensor; grad_entropy without entropy or the reverse.
     """
-    header = _header_bytes(buf)
+    header = header_bytes(buf)
     if buf.layout is not None and header and buf.layout[0] == header:
         return dict(buf.layout[1]), dict(buf.layout[2])  # same header as last time: same validated views
     try:
@@ -243,7 +251,7 @@ def loss_tensors(buf: ShmBuffer) -> tuple[dict[str, torch.Tensor], dict[str, tor
             if other == name or not start < ends[name] or not starts[name] < end:
                 continue
             raise ShmError(f"tensors {name} and {other} overlap in the buffer")
-    if header and _header_bytes(buf) == header:  # not rewritten while we read it: safe to reuse
+    if header and header_bytes(buf) == header:  # not rewritten while we read it: safe to reuse
         buf.layout = (header, dict(tensors), dict(outputs))
     return tensors, outputs
 
@@ -336,6 +344,8 @@ class ShmListener:
             except Exception as e:  # a bug must cost one call, not the connection or the service
                 log.exception("GRPO loss call on the shared-memory socket failed")
                 return {"error": f"internal error: {type(e).__name__}: {e}", "status": 500}
+        if op == "ping":  # liveness, and a no-work round trip (bench/grpo_throughput.py times it)
+            return {"pong": True, "buffers": len(owned)}
         if op == "release" and isinstance(req, dict):
             buffer_id = req.get("buffer")
             if buffer_id not in owned:
@@ -345,8 +355,8 @@ class ShmListener:
             return {"released": buffer_id}
         if op != "register":
             return {
-                "error": 'messages are {"op": "register"} with a memfd attached, {"op": "release", "buffer": id} '
-                'or {"op": "loss", "buffer": id, "options": {...}}'
+                "error": 'messages are {"op": "register"} with a memfd attached, {"op": "release", "buffer": id}, '
+                '{"op": "loss", "buffer": id, "options": {...}} or {"op": "ping"}'
             }
         if flags & socket.MSG_CTRUNC or len(fds) != 1:
             return {"error": f"attach exactly one memfd (SCM_RIGHTS), got {len(fds)}"}

@@ -11,6 +11,7 @@ the shared-memory socket instead of over HTTP. See docs/grpo.md.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import math
@@ -36,7 +37,7 @@ from service.grpo.config import (
 )
 from service.grpo.entropy import check_entropy
 from service.grpo.losses import LossOutput, prepare_inputs
-from service.grpo.shm import SHM_MEDIA_TYPE, ShmError, ShmRegistry, UnknownBuffer, loss_tensors
+from service.grpo.shm import SHM_MEDIA_TYPE, ShmError, ShmRegistry, UnknownBuffer, header_bytes, loss_tensors
 from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, WireError, decode, encode_parts
 
 router = APIRouter(tags=["grpo"])
@@ -555,14 +556,34 @@ def socket_loss(state: Any, token: str | None, message: dict[str, Any]) -> dict[
             str(message.get("token", "")).encode(), token.encode()
         ):
             raise HTTPException(401, 'missing or wrong token (send "token": REFEREE_API_TOKEN with the call)')
-        try:
-            req = ShmLossRequest.model_validate(
-                {k: v for k, v in message.items() if k not in ("op", "token")}
-            )
-        except ValidationError as e:
-            raise _unprocessable(e) from e
-        job, outputs = _shm_job(state, req)
+        job, outputs = _socket_job(state, {k: v for k, v in message.items() if k not in ("op", "token")})
         out = batcher_of(state).run_now(job)
     except HTTPException as e:
         return {"error": e.detail, "status": e.status_code}
     return {**_shm_answer(out, outputs), "compute_ms": round(job.run_s * 1e3, 3)}
+
+
+def _socket_job(state: Any, call: dict[str, Any]) -> tuple[LossJob, dict[str, torch.Tensor]]:
+    """`_shm_job` for a socket call (`{"buffer", "options"}`), from its message.
+
+    A trainer sends the same options on the same layout call after call, so the last checked job is kept on its
+    buffer with the header and the message it was checked against, and reused while both are the same: that
+    skips validating the options and the shapes again, ~0.3 ms a call when the caches are cold (the loss before
+    it streamed 35 MB through them), a tenth of a 512 x 4096 loss. Anything else takes the full path."""
+    key = json.dumps(call, sort_keys=True)
+    registry: ShmRegistry | None = getattr(state, "grpo_shm", None)
+    buffer_id = call.get("buffer")
+    buf = registry.find(buffer_id) if registry is not None and isinstance(buffer_id, str) else None
+    memo = buf.checked_call if buf is not None else None
+    if buf is not None and memo is not None and memo[1] == key and memo[0] == header_bytes(buf):
+        job, outputs = memo[2]
+        return dataclasses.replace(job, run_s=0.0), outputs
+    try:
+        req = ShmLossRequest.model_validate(call)
+    except ValidationError as e:
+        raise _unprocessable(e) from e
+    job, outputs = _shm_job(state, req)
+    layout = buf.layout if buf is not None else None
+    if buf is not None and layout is not None and layout[1].get("logp") is job.logp:
+        buf.checked_call = (layout[0], key, (job, outputs))  # checked against that very layout
+    return job, outputs

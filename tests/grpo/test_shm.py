@@ -209,6 +209,7 @@ def test_registration_refuses_what_could_fault_or_not_be_written(live, tmp_path)
         assert "exactly one memfd" in raw_register(path, [])["error"]
         assert "exactly one memfd" in raw_register(path, [cases["empty"], cases["empty"]])["error"]
         assert "op" in raw_register(path, [], b"not json")["error"]
+        assert '"ping"' in raw_call(path, {"op": "pong"})["error"]  # the refusal lists every message
         ok = raw_register(path, [memfd()])
         assert len(ok["buffer"]) == 32 and ok["size"] == 4096
     finally:
@@ -223,10 +224,15 @@ def test_buffers_live_as_long_as_their_connection_and_release_frees_them(live):
     before, mapped = len(registry), registry.mapped_bytes
     channel = ShmChannel(str(live[1].path))
     a, b = ShmLossBuffer(1 << 16), ShmLossBuffer(1 << 16)
+    assert channel.ping() == 0
     ida, idb = channel.register(a), channel.register(b)
     assert ida != idb and channel.register(a) == ida  # registered once per channel
     assert len(registry) == before + 2 and registry.mapped_bytes == mapped + 2 * (1 << 16)
+    other = ShmChannel(str(live[1].path))
+    assert channel.ping() == 2 and other.ping() == 0  # counted per connection
+    other.close()
     channel.release(a)
+    assert channel.ping() == 1
     assert len(registry) == before + 1
     with pytest.raises(ShmError, match="register it again"):
         registry.get(ida)
@@ -482,6 +488,59 @@ def test_socket_calls_refuse_what_the_http_form_refuses(live):
         os.close(fd)
     long = json.dumps({"op": "loss", "buffer": "a" * 32, "options": {"pad": "x" * 20000}}).encode()
     assert raw_call(path, long)["status"] == 413  # cut by the datagram size: refused, never half-read
+
+
+def test_a_repeated_socket_call_reuses_its_checks_and_nothing_else(live):
+    """The last checked call is kept on its buffer: the same message on the same layout skips the checks; new
+    options, a new layout or a message the checks refuse must each take the full path."""
+    ts = batch(seed=3)
+    ts.pop("entropy")
+    names = ("logp", "old_logp", "ref_logp", "advantages", "mask")
+    specs = {k: (v.shape, v.dtype) for k, v in ts.items()}
+    registry = live[1].registry
+    channel = ShmChannel(str(live[1].path))
+    with ShmLossBuffer(ShmLossBuffer.size_for(specs)) as buf:
+        views = buf.lay_out(specs)
+        for k, v in ts.items():
+            views[k].copy_(v)
+        buffer_id = channel.register(buf)
+        served = registry.get(buffer_id)
+        opts = {"flavor": "trl", "loss_type": "grpo", "beta": 0.04}
+        first = channel.loss(buffer_id, opts, None)
+        memo = served.checked_call
+        assert memo is not None
+        views["logp"].sub_(0.1)  # new values, same layout: the kept job reads them
+        second = channel.loss(buffer_id, opts, None)
+        assert served.checked_call is memo
+        want = compute_loss(*(views[k].clone() for k in names), TrlLossConfig(loss_type="grpo", beta=0.04))
+        assert second["loss"] == float(want.loss) != first["loss"]
+        assert torch.equal(views["grad_logprobs"], want.grad)
+
+        other = {**opts, "beta": 0.5}  # other options: checked again, not the kept config
+        third = channel.loss(buffer_id, other, None)
+        want = compute_loss(*(views[k].clone() for k in names), TrlLossConfig(loss_type="grpo", beta=0.5))
+        assert third["loss"] == float(want.loss) and served.checked_call is not memo
+
+        with pytest.raises(RefereeError) as refused:  # the checks still run for what they refuse
+            channel.loss(buffer_id, {**other, "loss_type": "nope"}, None)
+        assert refused.value.status_code == 422
+        wrong = raw_call(live[1].path, {"op": "loss", "buffer": buffer_id, "options": other, "surprise": 1})
+        assert wrong["status"] == 422
+        assert (
+            raw_call(live[1].path, {"op": "loss", "buffer": [buffer_id], "options": other})["status"] == 422
+        )
+
+        short = {k: v[:, :7] if v.dim() == 2 else v for k, v in ts.items()}  # a new layout in the same buffer
+        views = buf.lay_out({k: (v.shape, v.dtype) for k, v in short.items()})
+        for k, v in short.items():
+            views[k].copy_(v)
+        fourth = channel.loss(buffer_id, other, None)
+        want = compute_loss(*(short[k] for k in names), TrlLossConfig(loss_type="grpo", beta=0.5))
+        assert fourth["loss"] == float(want.loss) and torch.equal(views["grad_logprobs"], want.grad)
+        views = buf.lay_out({**specs, "advantages": ((3,), torch.float32)})  # shapes that do not fit
+        bad = raw_call(live[1].path, {"op": "loss", "buffer": buffer_id, "options": other})
+        assert bad["status"] == 422 and "advantages" in json.dumps(bad["error"])
+    channel.close()
 
 
 def test_a_failing_handler_costs_one_call_and_a_listener_without_one_refuses(sock_dir):
