@@ -20,6 +20,8 @@ import httpx
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from service.routes.strict_json import unprocessable
+
 router = APIRouter(tags=["compat"])
 
 # Chat-template and end-of-sequence markers that OpenRLHF leaves in ``query`` (decoded with
@@ -182,7 +184,7 @@ async def _score(request: Request, items: list[dict[str, Any]]) -> list[dict[str
         try:
             body = ScoreRequest.model_validate({"items": items})
         except ValidationError as exc:
-            raise HTTPException(422, json.loads(exc.json(include_url=False))) from exc
+            raise unprocessable(exc) from exc
         try:
             response = await scorer.score(body)
         except BackpressureError as exc:

@@ -39,6 +39,7 @@ from service.grpo.entropy import check_entropy
 from service.grpo.losses import LossOutput, prepare_inputs
 from service.grpo.shm import SHM_MEDIA_TYPE, ShmError, ShmRegistry, UnknownBuffer, header_bytes, loss_tensors
 from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, WireError, decode, encode_parts
+from service.routes.strict_json import unprocessable
 
 router = APIRouter(tags=["grpo"])
 
@@ -214,11 +215,6 @@ def _config_from(opts: LossOptions) -> VerlLossConfig | TrlLossConfig:
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-def _unprocessable(e: ValidationError) -> HTTPException:
-    """A 422 carrying pydantic's list of errors, as FastAPI's own validation answers."""
-    return HTTPException(422, json.loads(e.json(include_url=False)))
 
 
 def _scalars(out: LossOutput) -> tuple[float | None, dict[str, float | None]]:
@@ -468,7 +464,7 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         try:
             shm_req = ShmLossRequest.model_validate_json(await request.body())
         except ValidationError as e:
-            raise _unprocessable(e) from e
+            raise unprocessable(e) from e
         job, outputs = _shm_job(request.app.state, shm_req)
         out = await get_batcher(request).submit(job)
         return JSONResponse(_shm_answer(out, outputs), headers=_timing(job))
@@ -476,7 +472,7 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         try:
             req = LossRequest.model_validate_json(await request.body())
         except ValidationError as e:
-            raise _unprocessable(e) from e
+            raise unprocessable(e) from e
         opts = req
         logp = _tensor(req.logp, "logp", torch.float64)
         old = _tensor(req.old_logp, "old_logp", torch.float64) if req.old_logp is not None else None
@@ -581,7 +577,7 @@ def _socket_job(state: Any, call: dict[str, Any]) -> tuple[LossJob, dict[str, to
     try:
         req = ShmLossRequest.model_validate(call)
     except ValidationError as e:
-        raise _unprocessable(e) from e
+        raise unprocessable(e) from e
     job, outputs = _shm_job(state, req)
     layout = buf.layout if buf is not None else None
     if buf is not None and layout is not None and layout[1].get("logp") is job.logp:

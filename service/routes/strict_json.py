@@ -2,17 +2,20 @@
 
 Python's ``json`` accepts ``NaN`` and decodes lone surrogates; a reward service must refuse both
 with a message, so request bodies go through orjson (RFC 8259 strict). FastAPI turns the
-``JSONDecodeError`` it raises into a 422 naming the position.
+``JSONDecodeError`` it raises into a 422 naming the position. Routes that validate a body themselves (a
+binary body's options, a compat payload) answer pydantic's errors with `unprocessable`, as FastAPI would.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
 
 class StrictJSONRequest(Request):
@@ -30,3 +33,8 @@ class StrictJSONRoute(APIRoute):
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict_handler
+
+
+def unprocessable(e: ValidationError) -> HTTPException:
+    """A 422 carrying pydantic's list of errors, as FastAPI's own validation answers."""
+    return HTTPException(422, json.loads(e.json(include_url=False)))
