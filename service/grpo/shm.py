@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import json
 import logging
 import mmap
 import os
@@ -55,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import torch
 
 from service.grpo.wire import MAX_HEADER_BYTES, WireError, decode
@@ -88,7 +88,7 @@ class ShmBuffer:
     layout: tuple[bytes, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
     # the last socket call checked on it, reused while the header and the message are the same:
     # (header bytes, message key, (checked job, outputs)); routes/grpo.py fills and reads it
-    checked_call: tuple[bytes, str, Any] | None = None
+    checked_call: tuple[bytes, bytes, Any] | None = None
 
 
 def header_bytes(buf: ShmBuffer) -> bytes:
@@ -316,7 +316,7 @@ class ShmListener:
                     for fd in fds:
                         os.close(fd)
                 try:
-                    conn.send(json.dumps(reply).encode())
+                    conn.send(orjson.dumps(reply))
                 except OSError:
                     return
         finally:
@@ -330,7 +330,7 @@ class ShmListener:
         if flags & socket.MSG_TRUNC:  # the datagram was cut: refuse it, never parse half of it
             return {"error": f"message longer than {_MAX_MESSAGE} bytes", "status": 413}
         try:
-            req = json.loads(msg)
+            req = orjson.loads(msg)  # strict: NaN and invalid UTF-8 are refused like malformed JSON
         except ValueError:
             req = None
         op = req.get("op") if isinstance(req, dict) else None

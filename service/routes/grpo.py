@@ -18,6 +18,7 @@ import math
 import threading
 from typing import Any, Literal
 
+import orjson
 import torch
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -566,7 +567,7 @@ def _socket_job(state: Any, call: dict[str, Any]) -> tuple[LossJob, dict[str, to
     buffer with the header and the message it was checked against, and reused while both are the same: that
     skips validating the options and the shapes again, ~0.3 ms a call when the caches are cold (the loss before
     it streamed 35 MB through them), a tenth of a 512 x 4096 loss. Anything else takes the full path."""
-    key = json.dumps(call, sort_keys=True)
+    key = orjson.dumps(call, option=orjson.OPT_SORT_KEYS)
     registry: ShmRegistry | None = getattr(state, "grpo_shm", None)
     buffer_id = call.get("buffer")
     buf = registry.find(buffer_id) if registry is not None and isinstance(buffer_id, str) else None
