@@ -330,9 +330,12 @@ class ShmListener:
         if flags & socket.MSG_TRUNC:  # the datagram was cut: refuse it, never parse half of it
             return {"error": f"message longer than {_MAX_MESSAGE} bytes", "status": 413}
         try:
-            req = orjson.loads(msg)  # strict: NaN and invalid UTF-8 are refused like malformed JSON
-        except ValueError:
-            req = None
+            req = orjson.loads(msg)
+        except orjson.JSONDecodeError as e:  # strict, as the HTTP form's JSON bodies: 422 there too
+            return {
+                "error": f'messages are JSON objects with an "op" (strict: no NaN, Infinity or invalid UTF-8): {e}',
+                "status": 422,
+            }
         op = req.get("op") if isinstance(req, dict) else None
         if op == "loss" and isinstance(req, dict):
             if fds:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import json
 import math
 import threading
 from typing import Any, Literal
@@ -40,7 +39,7 @@ from service.grpo.entropy import check_entropy
 from service.grpo.losses import LossOutput, prepare_inputs
 from service.grpo.shm import SHM_MEDIA_TYPE, ShmError, ShmRegistry, UnknownBuffer, header_bytes, loss_tensors
 from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, WireError, decode, encode_parts
-from service.routes.strict_json import unprocessable
+from service.routes.strict_json import strict_loads, unprocessable
 
 router = APIRouter(tags=["grpo"])
 
@@ -456,14 +455,15 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         except WireError as e:
             raise HTTPException(400, str(e)) from e
         raw_opts = meta.get("options") or request.headers.get("x-grpo-options") or "{}"
+        given = strict_loads(raw_opts, "options")
         try:
-            opts = LossOptions.model_validate(json.loads(raw_opts))
-        except (ValueError, ValidationError) as e:
+            opts = LossOptions.model_validate(given)
+        except ValidationError as e:
             raise HTTPException(422, f"invalid options: {e}") from e
         logp, old, ref, adv, mask, entropy = _named_inputs(tensors)
     elif ctype == SHM_MEDIA_TYPE:
         try:
-            shm_req = ShmLossRequest.model_validate_json(await request.body())
+            shm_req = ShmLossRequest.model_validate(strict_loads(await request.body()))
         except ValidationError as e:
             raise unprocessable(e) from e
         job, outputs = _shm_job(request.app.state, shm_req)
@@ -471,7 +471,7 @@ async def grpo_loss(request: Request, response: Response) -> Any:
         return JSONResponse(_shm_answer(out, outputs), headers=_timing(job))
     else:
         try:
-            req = LossRequest.model_validate_json(await request.body())
+            req = LossRequest.model_validate(strict_loads(await request.body()))
         except ValidationError as e:
             raise unprocessable(e) from e
         opts = req

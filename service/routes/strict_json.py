@@ -2,8 +2,8 @@
 
 Python's ``json`` accepts ``NaN`` and decodes lone surrogates; a reward service must refuse both
 with a message, so request bodies go through orjson (RFC 8259 strict). FastAPI turns the
-``JSONDecodeError`` it raises into a 422 naming the position. Routes that validate a body themselves (a
-binary body's options, a compat payload) answer pydantic's errors with `unprocessable`, as FastAPI would.
+``JSONDecodeError`` it raises into a 422 naming the position. Routes that read a body themselves parse it
+with `strict_loads` and answer pydantic's errors with `unprocessable`, as FastAPI would.
 """
 
 from __future__ import annotations
@@ -38,3 +38,13 @@ class StrictJSONRoute(APIRoute):
 def unprocessable(e: ValidationError) -> HTTPException:
     """A 422 carrying pydantic's list of errors, as FastAPI's own validation answers."""
     return HTTPException(422, json.loads(e.json(include_url=False)))
+
+
+def strict_loads(raw: bytes | str, what: str = "body") -> Any:
+    """`raw` parsed as strict JSON, or a 422 saying why it is not."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise HTTPException(
+            422, f"{what}: not strict JSON (no NaN, Infinity or invalid UTF-8): {e}"
+        ) from None

@@ -105,6 +105,16 @@ def test_options_in_header_and_errors(client):
         "/grpo/loss", content=b"garbage!garbage!", headers={"content-type": SAFETENSORS_MEDIA_TYPE}
     )
     assert bad.status_code == 400
+    # JSON is strict in every form (Python's json writes NaN and Infinity; RFC 8259 has neither): 422, as on
+    # the shared-memory socket, never a NaN option taken as given
+    nan_opts = {"x-grpo-options": json.dumps({"flavor": "trl", "beta": float("nan")})}
+    bad = client.post(
+        "/grpo/loss", content=body, headers={"content-type": SAFETENSORS_MEDIA_TYPE, **nan_opts}
+    )
+    assert bad.status_code == 422 and "strict JSON" in bad.text
+    nan_body = json.dumps({"logp": [[float("nan")]], "advantages": [1.0]})
+    bad = client.post("/grpo/loss", content=nan_body, headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and "strict JSON" in bad.text
     # all-masked verl token-mean: NaN loss travels as null
     r = client.post("/grpo/loss", json={"logp": [[0.0]], "advantages": [1.0], "mask": [[0]]})
     assert r.status_code == 200 and r.json()["loss"] is None and r.json()["grad_logprobs"] == [[0.0]]

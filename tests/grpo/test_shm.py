@@ -347,6 +347,9 @@ def test_malformed_requests_and_a_service_without_the_channel(live):
         assert httpx.post(url, content=body, headers=headers).status_code == 422
     r = httpx.post(url, content=json.dumps({"buffer": "f" * 32}), headers=headers)
     assert r.status_code == 404 and "register it again" in r.json()["detail"]
+    nan = json.dumps({"buffer": "f" * 32, "options": {"flavor": "trl", "beta": float("nan")}})
+    r = httpx.post(url, content=nan, headers=headers)  # strict JSON, as on the socket: 422 before the lookup
+    assert r.status_code == 422 and "strict JSON" in r.json()["detail"]
     off = FastAPI()
     off.include_router(router)
     with FakeReferee(off) as server:
@@ -479,6 +482,9 @@ def test_socket_calls_refuse_what_the_http_form_refuses(live):
     assert unknown["status"] == 404 and "register it again" in unknown["error"]
     bad_id = raw_call(path, {"op": "loss", "buffer": "../../etc/passwd"})
     assert bad_id["status"] == 422
+    nan = json.dumps({"op": "loss", "buffer": "a" * 32, "options": {"beta": float("nan")}}).encode()
+    refused = raw_call(path, nan)  # Python's json writes NaN; strict JSON has none, as over HTTP
+    assert refused["status"] == 422 and "strict" in refused["error"]
     extra = raw_call(path, {"op": "loss", "buffer": "a" * 32, "surprise": 1})
     assert extra["status"] == 422 and "surprise" in json.dumps(extra["error"])
     fd = memfd()
