@@ -39,9 +39,9 @@ from service.grpo.entropy import check_entropy
 from service.grpo.losses import LossOutput, prepare_inputs
 from service.grpo.shm import SHM_MEDIA_TYPE, ShmError, ShmRegistry, UnknownBuffer, header_bytes, loss_tensors
 from service.grpo.wire import SAFETENSORS_MEDIA_TYPE, WireError, decode, encode_parts
-from service.routes.strict_json import strict_loads, unprocessable
+from service.routes.strict_json import StrictJSONRoute, strict_loads, unprocessable
 
-router = APIRouter(tags=["grpo"])
+router = APIRouter(tags=["grpo"], route_class=StrictJSONRoute)  # /grpo/advantages: strict like the rest
 
 _VERL_ADV = {"adv_estimator", "norm_adv_by_std_in_grpo", "gamma"}
 _TRL_ADV = {"scale_rewards"}

@@ -146,6 +146,12 @@ def test_advantages_endpoint(client):
         == 422
     )
     assert client.post("/grpo/advantages", json={"rewards": [1, 0, 1], "group_size": 2}).status_code == 422
+    # unscorable is null (NaN inside, as TRL's None); a NaN literal is not JSON (RFC 8259): 422, not taken as null
+    unscorable = {"rewards": [1.0, None, 0.0, 1.0], "group_size": 2, "flavor": "trl"}
+    assert client.post("/grpo/advantages", json=unscorable).status_code == 200
+    nan = json.dumps({**unscorable, "rewards": [1.0, float("nan"), 0.0, 1.0]})
+    r = client.post("/grpo/advantages", content=nan, headers={"content-type": "application/json"})
+    assert r.status_code == 422
     assert client.post("/grpo/advantages", json={"group_size": 2}).status_code == 422
 
 
