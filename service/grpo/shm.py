@@ -52,12 +52,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import torch
 
 from service.grpo.wire import MAX_HEADER_BYTES, WireError, decode
+
+if TYPE_CHECKING:
+    from service.grpo.batcher import LossJob
 
 log = logging.getLogger("referee.grpo.shm")
 
@@ -87,8 +90,8 @@ class ShmBuffer:
     # the last layout read from it: (header bytes, inputs, outputs); trainers reuse one layout call after call
     layout: tuple[bytes, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
     # the last socket call checked on it, reused while the header and the message are the same:
-    # (header bytes, message key, (checked job, outputs)); routes/grpo.py fills and reads it
-    checked_call: tuple[bytes, bytes, Any] | None = None
+    # (header bytes, message key, checked job, its outputs); routes/grpo.py fills and reads it
+    checked_call: tuple[bytes, bytes, LossJob, dict[str, torch.Tensor]] | None = None
 
 
 def header_bytes(buf: ShmBuffer) -> bytes:

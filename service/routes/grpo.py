@@ -573,8 +573,7 @@ def _socket_job(state: Any, call: dict[str, Any]) -> tuple[LossJob, dict[str, to
     buf = registry.find(buffer_id) if registry is not None and isinstance(buffer_id, str) else None
     memo = buf.checked_call if buf is not None else None
     if buf is not None and memo is not None and memo[1] == key and memo[0] == header_bytes(buf):
-        job, outputs = memo[2]
-        return dataclasses.replace(job, run_s=0.0), outputs
+        return dataclasses.replace(memo[2], run_s=0.0), memo[3]
     try:
         req = ShmLossRequest.model_validate(call)
     except ValidationError as e:
@@ -582,5 +581,5 @@ def _socket_job(state: Any, call: dict[str, Any]) -> tuple[LossJob, dict[str, to
     job, outputs = _shm_job(state, req)
     layout = buf.layout if buf is not None else None
     if buf is not None and layout is not None and layout[1].get("logp") is job.logp:
-        buf.checked_call = (layout[0], key, (job, outputs))  # checked against that very layout
+        buf.checked_call = (layout[0], key, job, outputs)  # checked against that very layout
     return job, outputs

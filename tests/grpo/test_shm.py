@@ -4,6 +4,7 @@ and the trainer's client on both sides of it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import functools
 import json
@@ -505,7 +506,7 @@ def test_a_repeated_socket_call_reuses_its_checks_and_nothing_else(live):
     specs = {k: (v.shape, v.dtype) for k, v in ts.items()}
     registry = live[1].registry
     channel = ShmChannel(str(live[1].path))
-    with ShmLossBuffer(ShmLossBuffer.size_for(specs)) as buf:
+    with contextlib.closing(channel), ShmLossBuffer(ShmLossBuffer.size_for(specs)) as buf:
         views = buf.lay_out(specs)
         for k, v in ts.items():
             views[k].copy_(v)
@@ -546,7 +547,6 @@ def test_a_repeated_socket_call_reuses_its_checks_and_nothing_else(live):
         views = buf.lay_out({**specs, "advantages": ((3,), torch.float32)})  # shapes that do not fit
         bad = raw_call(live[1].path, {"op": "loss", "buffer": buffer_id, "options": other})
         assert bad["status"] == 422 and "advantages" in json.dumps(bad["error"])
-    channel.close()
 
 
 def test_a_failing_handler_costs_one_call_and_a_listener_without_one_refuses(sock_dir):
