@@ -17,8 +17,11 @@
  *         without use_bias_correction_kl.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { S_LOSS, S_PPO_KL, S_CLIP, S_CLIP_LOWER, S_KL_LOSS, S_KL_SUM, S_LOW, S_HIGH, S_REGION, S_LOW_ROW, S_HIGH_ROW,
        NSTATS };
@@ -496,3 +499,136 @@ void referee_fused_rows(const Params *p, int64_t r0, int64_t r1, int64_t T, cons
 }
 
 int referee_nstats(void) { return NSTATS; }
+
+/* ---------------------------------------------------------------------------------------------------------
+ * One call on several threads (fused_cpu.FusedRun). A call has two phases, the mask scan (row counts and
+ * spans) and the loss rows; between them the caller, in Python, turns the counts into row weights. The
+ * caller's thread and N pool threads (each running referee_call_work) take chunks of rows from one shared
+ * counter per phase, so:
+ *   - a pool thread that wakes late (waking an idle vCPU costs 50-200 us on a VM) simply takes fewer chunks:
+ *     the caller never waits for a thread to start, only for the chunks a thread has taken to finish;
+ *   - a pool thread that finishes its scan chunks waits for the rows phase spinning, then sleeping, instead
+ *     of going back to the pool and being woken again (one hand-off a call instead of two);
+ *   - a vCPU the hypervisor takes away mid-call leaves its untaken chunks to the others.
+ * Each row's sums are written to its own slot of `stats` and added up by the caller in row order, so the
+ * results do not depend on which thread took which row. A pool thread that has waited too long for the rows
+ * phase (the caller held up, or aborted) leaves; the caller does whatever is left. The struct is freed by
+ * whoever drops the last reference (the caller and each pool thread hold one). */
+
+enum { PHASE_SCAN = 0, PHASE_ROWS = 1, PHASE_ABORT = 2 };
+enum { SCAN_CHUNK = 16, ROWS_CHUNK = 4 };
+#define WAIT_SPIN_NS 300000LL    /* a pool thread spins this long for the rows phase, then sleeps in steps */
+#define WAIT_GIVE_UP_NS 20000000LL
+
+typedef struct {
+    /* scan */
+    const uint8_t *mask;
+    int64_t B, T;
+    int64_t *n, *first, *last;
+    /* rows: set by referee_call_rows before the phase opens */
+    const Params *p;
+    const float *lp, *old, *ref, *adv, *c_pg, *c_kl;
+    int64_t adv_cols;
+    float *grad;
+    double *stats;
+    _Atomic int64_t scan_next, scan_done, rows_next, rows_done;
+    _Atomic int32_t phase;
+    _Atomic int32_t refs;
+} Call;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void call_release(Call *c) {
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) free(c);
+}
+
+/* Chunks of the scan until none is left to take. */
+static void call_scan_chunks(Call *c) {
+    for (;;) {
+        int64_t r0 = atomic_fetch_add_explicit(&c->scan_next, SCAN_CHUNK, memory_order_relaxed);
+        if (r0 >= c->B) return;
+        int64_t r1 = r0 + SCAN_CHUNK < c->B ? r0 + SCAN_CHUNK : c->B;
+        referee_row_info(c->mask + r0 * c->T, r1 - r0, c->T, c->n + r0, c->first + r0, c->last + r0);
+        atomic_fetch_add_explicit(&c->scan_done, r1 - r0, memory_order_release);
+    }
+}
+
+/* Chunks of the loss rows until none is left to take (the phase is open: its arguments are visible). */
+static void call_row_chunks(Call *c) {
+    for (;;) {
+        int64_t r0 = atomic_fetch_add_explicit(&c->rows_next, ROWS_CHUNK, memory_order_relaxed);
+        if (r0 >= c->B) return;
+        int64_t r1 = r0 + ROWS_CHUNK < c->B ? r0 + ROWS_CHUNK : c->B;
+        referee_fused_rows(c->p, r0, r1, c->T, c->lp, c->old, c->ref, c->adv, c->adv_cols, c->mask, c->n, c->first,
+                           c->last, c->c_pg, c->c_kl, c->grad, c->stats);
+        atomic_fetch_add_explicit(&c->rows_done, r1 - r0, memory_order_release);
+    }
+}
+
+/* A new call over `mask` (B x T) writing counts and spans into n, first, last; `workers` pool threads will
+ * join it (each must run referee_call_work exactly once). */
+Call *referee_call_new(const uint8_t *mask, int64_t B, int64_t T, int64_t *n, int64_t *first, int64_t *last,
+                       int32_t workers) {
+    Call *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->mask = mask; c->B = B; c->T = T; c->n = n; c->first = first; c->last = last;
+    atomic_init(&c->phase, PHASE_SCAN);
+    atomic_init(&c->refs, 1 + workers);
+    return c;
+}
+
+/* A pool thread's part: scan chunks, wait for the rows phase (or give up), row chunks, drop its reference. */
+void referee_call_work(Call *c) {
+    call_scan_chunks(c);
+    int64_t start = now_ns();
+    int32_t ph;
+    while ((ph = atomic_load_explicit(&c->phase, memory_order_acquire)) == PHASE_SCAN) {
+        int64_t waited = now_ns() - start;
+        if (waited > WAIT_GIVE_UP_NS) break;
+        if (waited < WAIT_SPIN_NS) {
+            for (int k = 0; k < 64; k++) cpu_relax();
+        } else {
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (ph == PHASE_ROWS) call_row_chunks(c);
+    call_release(c);
+}
+
+/* The caller's scan: its own chunks, then until every taken chunk is done. */
+void referee_call_scan(Call *c) {
+    call_scan_chunks(c);
+    while (atomic_load_explicit(&c->scan_done, memory_order_acquire) < c->B) cpu_relax();
+}
+
+/* The caller's rows: publish the arguments, open the phase, do chunks, wait for every taken chunk, and drop
+ * the caller's reference (the call is over for the caller; do not use `c` after this). */
+void referee_call_rows(Call *c, const Params *p, const float *lp, const float *old, const float *ref,
+                       const float *adv, int64_t adv_cols, const float *c_pg, const float *c_kl, float *grad,
+                       double *stats) {
+    c->p = p; c->lp = lp; c->old = old; c->ref = ref; c->adv = adv; c->adv_cols = adv_cols;
+    c->c_pg = c_pg; c->c_kl = c_kl; c->grad = grad; c->stats = stats;
+    atomic_store_explicit(&c->phase, PHASE_ROWS, memory_order_release);
+    call_row_chunks(c);
+    while (atomic_load_explicit(&c->rows_done, memory_order_acquire) < c->B) cpu_relax();
+    call_release(c);
+}
+
+/* The caller gives up after the scan (an error computing the weights): pool threads still waiting leave. */
+void referee_call_abort(Call *c) {
+    atomic_store_explicit(&c->phase, PHASE_ABORT, memory_order_release);
+    call_release(c);
+}

@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -145,6 +144,18 @@ def library() -> ctypes.CDLL | None:
         return None
     lib.referee_row_info.restype = None
     lib.referee_fused_rows.restype = None
+    lib.referee_call_new.restype = ctypes.c_void_p
+    lib.referee_call_new.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        *[ctypes.c_void_p] * 3,
+        ctypes.c_int32,
+    ]
+    for name in ("referee_call_work", "referee_call_scan", "referee_call_abort"):
+        getattr(lib, name).restype = None
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+    lib.referee_call_rows.restype = None
     if lib.referee_nstats() != len(_STATS):
         log.error("fused GRPO kernel has a different stats layout; not used")
         return None
@@ -216,26 +227,24 @@ def _mask_u8(mask: torch.Tensor) -> torch.Tensor:
     return (m != 0).view(torch.uint8)
 
 
-def _split(work: Callable[[int, int], None], b: int, bounds: list[int]) -> None:
-    """`work(r0, r1)` on each chunk of rows [bounds[k], bounds[k+1]); ctypes releases the GIL for the kernel's
-    calls, so the chunks run in parallel: the first on this thread, the rest on the pool."""
-    if len(bounds) <= 2:
-        work(0, b)
-        return
-    pool = _executor(len(bounds) - 2)
-    futures = [pool.submit(work, bounds[k], bounds[k + 1]) for k in range(1, len(bounds) - 1)]
-    work(bounds[0], bounds[1])
-    for f in futures:
-        f.result()
-
-
 @functools.cache
 def _executor(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpo-fused")
 
 
+# a forked child (verl's and the trainers' dataloaders fork) inherits the cached pool without its threads: work
+# sent there would never start (the call would still finish, on the caller's thread alone)
+os.register_at_fork(after_in_child=_executor.cache_clear)
+
+
 class FusedRun:
-    """One evaluation: `row_counts()` first (the caller needs n for its row weights), then `run()`."""
+    """One evaluation: `row_counts()` first (the caller needs n for its row weights), then `run()` once.
+
+    The mask scan starts in the constructor on this thread and `threads - 1` pool threads at once (a call in
+    `fused_cpu.c`: the threads take chunks of rows from a shared counter, and the pool threads wait for
+    `run()` instead of returning to the pool), so a pool thread that wakes late costs nothing and each call
+    hands off to the pool once. A run that is never made (an error between the two) is aborted by `close()`,
+    which `run()` and garbage collection also call."""
 
     def __init__(
         self,
@@ -258,24 +267,30 @@ class FusedRun:
         self.n = torch.empty(b, dtype=torch.int64)
         self.first = torch.empty(b, dtype=torch.int64)
         self.last = torch.empty(b, dtype=torch.int64)
-        mask_at, n_at, first_at, last_at = (x.data_ptr() for x in (self.mask, self.n, self.first, self.last))
-
-        def scan(r0: int, r1: int) -> None:
-            lib.referee_row_info(
-                ctypes.c_void_p(mask_at + r0 * t),
-                ctypes.c_int64(r1 - r0),
-                ctypes.c_int64(t),
-                ctypes.c_void_p(n_at + 8 * r0),
-                ctypes.c_void_p(first_at + 8 * r0),
-                ctypes.c_void_p(last_at + 8 * r0),
-            )
-
-        # a cold mask is scanned at memory latency, one page a row: split the rows over the threads too
-        _split(scan, b, [b * k // self.threads for k in range(self.threads + 1)])
+        workers = self.threads - 1
+        spans = (self.n.data_ptr(), self.first.data_ptr(), self.last.data_ptr())
+        call = lib.referee_call_new(self.mask.data_ptr(), b, t, *spans, workers)
+        if not call:
+            raise MemoryError("the fused GRPO kernel could not allocate its call state")
+        self._call: int | None = call
+        if workers:
+            pool = _executor(workers)
+            for _ in range(workers):  # ctypes drops the GIL for the call: the threads run in C
+                pool.submit(lib.referee_call_work, call)
+        lib.referee_call_scan(call)
 
     def row_counts(self) -> torch.Tensor:
         """(B,) valid tokens per row (int64)."""
         return self.n
+
+    def close(self) -> None:
+        """Abort the call if `run()` was not made (pool threads still waiting for it leave)."""
+        if self._call is not None:
+            call, self._call = self._call, None
+            self.lib.referee_call_abort(call)
+
+    def __del__(self) -> None:
+        self.close()
 
     def run(
         self,
@@ -289,52 +304,39 @@ class FusedRun:
 
         The gradient is written into `out` when it is a contiguous float32 (B, T) CPU tensor (every element,
         masked ones as 0), else into a new tensor."""
+        if self._call is None:
+            raise RuntimeError("FusedRun.run() is made once")
         b, t = self.b, self.t
-        params = _params(cfg, per_row_metric)
-        usable = (
-            out is not None
-            and out.dtype == torch.float32
-            and tuple(out.shape) == (b, t)
-            and out.device.type == "cpu"
-            and out.is_contiguous()
-        )
-        grad = out if usable and out is not None else torch.empty((b, t), dtype=torch.float32)
-        stats = torch.empty((b, len(_STATS)), dtype=torch.float64)
-        cpg = c_pg.to(torch.float32).contiguous()
-        ckl = c_kl.to(torch.float32).contiguous()
-        adv_cols = self.adv.shape[1]  # type: ignore[union-attr]
-        fixed = (
+        try:
+            params = _params(cfg, per_row_metric)
+            usable = (
+                out is not None
+                and out.dtype == torch.float32
+                and tuple(out.shape) == (b, t)
+                and out.device.type == "cpu"
+                and out.is_contiguous()
+            )
+            grad = out if usable and out is not None else torch.empty((b, t), dtype=torch.float32)
+            stats = torch.empty((b, len(_STATS)), dtype=torch.float64)
+            cpg = c_pg.to(torch.float32).contiguous()
+            ckl = c_kl.to(torch.float32).contiguous()
+        except BaseException:
+            self.close()
+            raise
+        call, self._call = self._call, None
+        self.lib.referee_call_rows(
+            ctypes.c_void_p(call),
             ctypes.byref(params),
-            None,
-            None,
-            ctypes.c_int64(t),
             _ptr(self.lp),
             _ptr(self.old),
             _ptr(self.ref),
             _ptr(self.adv),
-            ctypes.c_int64(adv_cols),
-            _ptr(self.mask),
-            _ptr(self.n),
-            _ptr(self.first),
-            _ptr(self.last),
+            ctypes.c_int64(self.adv.shape[1]),  # type: ignore[union-attr]
             _ptr(cpg),
             _ptr(ckl),
             _ptr(grad),
             _ptr(stats),
         )
-
-        def rows(r0: int, r1: int) -> None:
-            args = list(fixed)
-            args[1], args[2] = ctypes.c_int64(r0), ctypes.c_int64(r1)
-            self.lib.referee_fused_rows(*args)
-
-        threads = self.threads
-        if threads == 1:
-            rows(0, b)
-        else:  # chunks balanced by valid tokens (rows are ragged)
-            cum = torch.cumsum(self.n, 0)
-            targets = torch.arange(1, threads, dtype=torch.int64) * int(cum[-1]) // threads
-            _split(rows, b, [0, *torch.searchsorted(cum, targets, right=True).tolist(), b])
         # one reduction and one conversion (a torch op per statistic costs more than the sums themselves)
         totals = stats.sum(0).tolist()
         sums = {name: torch.tensor(v, dtype=torch.float64) for name, v in zip(_STATS, totals, strict=True)}

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
+import time
 
 import pytest
 import torch
@@ -237,6 +240,87 @@ def test_thread_split_does_not_change_results():
     assert torch.equal(one.grad, two.grad)
     assert torch.equal(one.loss, two.loss)
     assert one.metrics == two.metrics
+
+
+def _two_thread_batch():
+    """Large enough for two threads (the kernel gives each at least 64 Ki elements)."""
+    return batch(13, b=64, t=4096, garbage=False)
+
+
+def _pool_is_free(timeout: float = 5.0) -> bool:
+    return fused_cpu._executor(1).submit(lambda: True).result(timeout=timeout)
+
+
+def test_a_pool_thread_that_never_starts_costs_nothing():
+    """The caller takes every chunk the pool thread does not: with the pool thread held up for the whole call,
+    the call still finishes, with the same bits, and the pool thread's late turn neither hangs nor writes."""
+    _library_or_fail()
+    lp, old, ref, adv, m = _two_thread_batch()
+    cfg = TrlLossConfig(loss_type="grpo", beta=0.04)
+    before = torch.get_num_threads()
+    release = threading.Event()
+    try:
+        torch.set_num_threads(1)
+        one = compute_loss(lp, old, ref, adv, m, cfg)
+        torch.set_num_threads(2)
+        blocker = fused_cpu._executor(1).submit(release.wait, 30)
+        held = compute_loss(lp, old, ref, adv, m, cfg)
+        assert not blocker.done(), "the pool thread was meant to be busy for the whole call"
+    finally:
+        release.set()
+        torch.set_num_threads(before)
+    assert torch.equal(one.grad, held.grad) and torch.equal(one.loss, held.loss)
+    assert one.metrics == held.metrics
+    grad = held.grad.clone()
+    assert _pool_is_free()  # the late turn found nothing left and returned
+    assert torch.equal(held.grad, grad)
+
+
+def test_a_call_abandoned_after_the_scan_releases_the_pool():
+    """An error between the scan and the rows (the caller's weights) aborts the call: the waiting pool thread
+    leaves at once instead of spinning out its wait, and the next call is exact."""
+    lib = _library_or_fail()
+    lp, old, ref, adv, m = _two_thread_batch()
+    cfg = VerlLossConfig(use_kl_loss=True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run = fused_cpu.FusedRun(lib, lp, old, ref, adv[:, None], m)
+        assert run.threads == 2
+        assert torch.equal(run.row_counts(), m.sum(-1))
+        with pytest.raises(AttributeError):  # the weights are not tensors: fails before the rows start
+            run.run(cfg, "not a tensor", "not a tensor")  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        assert _pool_is_free()
+        assert time.perf_counter() - t0 < 0.015  # well under the pool thread's 20 ms wait
+        with pytest.raises(RuntimeError, match="once"):
+            run.run(cfg, torch.ones(64), torch.ones(64))
+        again = compute_loss(lp, old, ref, adv, m, cfg)
+        torch.set_num_threads(1)
+        alone = compute_loss(lp, old, ref, adv, m, cfg)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(again.grad, alone.grad) and torch.equal(again.loss, alone.loss)
+
+
+def test_a_forked_child_gets_a_pool_of_its_own():
+    """A child forked after the pool started (dataloaders, verl's workers) does not inherit the parent's pool,
+    whose thread it does not have: work sent there would never start. (The child does not run the loss
+    itself: torch's thread-count calls can hang after a fork on their own, which is torch's matter.)"""
+    _library_or_fail()
+    assert fused_cpu._executor(1).submit(lambda: 1).result(timeout=5) == 1  # the parent's thread exists
+    parent_pool = fused_cpu._executor(1)
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest machinery, only an exit status
+        code = 1
+        try:
+            pool = fused_cpu._executor(1)
+            if pool is not parent_pool and pool.submit(lambda: 7).result(timeout=5) == 7:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_disabled_or_unbuildable_falls_back_to_torch(monkeypatch, tmp_path, caplog):
