@@ -431,29 +431,32 @@ static inline uint64_t load_u64(const uint8_t *p) {
 }
 
 /* Per row: valid tokens, first and last valid position (T and -1 for an empty row). A mask byte is valid when
- * nonzero (bool, or uint8 of any value). The zero head and tail are skipped eight bytes at a time; inside the
- * span the nonzero bytes of each 8-byte word are counted with one popcount: ((w & 0x7f..) + 0x7f..) | w sets
- * the high bit of exactly the nonzero bytes. 3-5x faster than one pass of per-byte min/max/sum lanes. */
+ * nonzero (bool, or uint8 of any value). The whole row is counted first, front to back in one vectorised pass:
+ * a cold mask then streams from memory as the prefetchers expect (skipping the zero head and tail first, from
+ * both ends, took twice as long cold: three short streams a row, one of them backwards). The zero head and
+ * tail are then found a word at a time in the row just read, from L1. */
 void referee_row_info(const uint8_t *mask, int64_t B, int64_t T, int64_t *n, int64_t *first, int64_t *last) {
-    const uint64_t lo7 = 0x7f7f7f7f7f7f7f7fULL;
+    const int64_t block = (int64_t)1 << 30; /* an int32 count per block: vectorises with 32-bit lanes */
     for (int64_t i = 0; i < B; i++) {
         const uint8_t *m = mask + i * T;
-        int64_t f = 0;
-        while (f + 8 <= T && load_u64(m + f) == 0) f += 8;
-        while (f < T && m[f] == 0) f++;
-        if (f == T) {
+        int64_t cnt = 0;
+        for (int64_t b0 = 0; b0 < T; b0 += block) {
+            const int64_t b1 = T - b0 < block ? T : b0 + block;
+            int32_t c = 0;
+#pragma omp simd reduction(+ : c)
+            for (int64_t t = b0; t < b1; t++) c += m[t] != 0;
+            cnt += c;
+        }
+        if (cnt == 0) {
             n[i] = 0; first[i] = T; last[i] = -1;
             continue;
         }
+        int64_t f = 0;
+        while (f + 8 <= T && load_u64(m + f) == 0) f += 8;
+        while (m[f] == 0) f++;
         int64_t l = T - 1;
         while (l - 7 > f && load_u64(m + l - 7) == 0) l -= 8;
         while (m[l] == 0) l--; /* stops at f at the latest: m[f] != 0 */
-        int64_t cnt = 0, t = f;
-        for (; t + 8 <= l + 1; t += 8) {
-            const uint64_t w = load_u64(m + t);
-            cnt += __builtin_popcountll((((w & lo7) + lo7) | w) & ~lo7);
-        }
-        for (; t <= l; t++) cnt += m[t] != 0;
         n[i] = cnt; first[i] = f; last[i] = l;
     }
 }
