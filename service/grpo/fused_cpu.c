@@ -17,6 +17,7 @@
  *         without use_bias_correction_kl.
  */
 #include <math.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -547,6 +548,14 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* One step of a wait for another thread of the call. The yield matters: the thread waited for may have been
+ * woken onto this very CPU (the scheduler likes to put a wakee beside its waker), and a pure spin would keep it
+ * off the CPU until the next tick. Where nothing else is runnable here the yield returns at once. */
+static inline void wait_step(void) {
+    for (int k = 0; k < 32; k++) cpu_relax();
+    sched_yield();
+}
+
 static int64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -601,7 +610,7 @@ void referee_call_work(Call *c) {
         int64_t waited = now_ns() - start;
         if (waited > WAIT_GIVE_UP_NS) break;
         if (waited < WAIT_SPIN_NS) {
-            for (int k = 0; k < 64; k++) cpu_relax();
+            wait_step();
         } else {
             struct timespec ts = {0, 20000};
             nanosleep(&ts, NULL);
@@ -614,7 +623,7 @@ void referee_call_work(Call *c) {
 /* The caller's scan: its own chunks, then until every taken chunk is done. */
 void referee_call_scan(Call *c) {
     call_scan_chunks(c);
-    while (atomic_load_explicit(&c->scan_done, memory_order_acquire) < c->B) cpu_relax();
+    while (atomic_load_explicit(&c->scan_done, memory_order_acquire) < c->B) wait_step();
 }
 
 /* The caller's rows: publish the arguments, open the phase, do chunks, wait for every taken chunk, and drop
@@ -626,7 +635,7 @@ void referee_call_rows(Call *c, const Params *p, const float *lp, const float *o
     c->c_pg = c_pg; c->c_kl = c_kl; c->grad = grad; c->stats = stats;
     atomic_store_explicit(&c->phase, PHASE_ROWS, memory_order_release);
     call_row_chunks(c);
-    while (atomic_load_explicit(&c->rows_done, memory_order_acquire) < c->B) cpu_relax();
+    while (atomic_load_explicit(&c->rows_done, memory_order_acquire) < c->B) wait_step();
     call_release(c);
 }
 

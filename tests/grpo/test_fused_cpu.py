@@ -276,6 +276,38 @@ def test_a_pool_thread_that_never_starts_costs_nothing():
     assert torch.equal(held.grad, grad)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_two_threads_on_one_cpu_finish_and_agree():
+    """The caller and the pool thread on the same CPU (a container with one CPU, or the scheduler putting the
+    woken thread beside its waker): each waits for the other by yielding the CPU, never by spinning it away, so
+    the calls finish, with the same bits as one thread."""
+    _library_or_fail()
+    lp, old, ref, adv, m = _two_thread_batch()
+    cfgs = (VerlLossConfig(use_kl_loss=True), TrlLossConfig(loss_type="grpo", beta=0.04))
+    before, cpus = torch.get_num_threads(), os.sched_getaffinity(0)
+
+    def pin(to: set[int]) -> None:  # every thread of the process, the pool's included
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(tid), to)
+            except ProcessLookupError:
+                pass  # a thread that ended meanwhile
+
+    try:
+        torch.set_num_threads(1)
+        alone = [compute_loss(lp, old, ref, adv, m, cfg) for cfg in cfgs]
+        torch.set_num_threads(2)
+        assert _pool_is_free()  # the pool thread exists, so it is pinned too
+        pin({min(cpus)})
+        for _ in range(3):
+            shared = [compute_loss(lp, old, ref, adv, m, cfg) for cfg in cfgs]
+            for a, b in zip(alone, shared, strict=True):
+                assert torch.equal(a.grad, b.grad) and torch.equal(a.loss, b.loss)
+    finally:
+        pin(cpus)
+        torch.set_num_threads(before)
+
+
 def test_a_call_abandoned_after_the_scan_releases_the_pool():
     """An error between the scan and the rows (the caller's weights) aborts the call: the waiting pool thread
     leaves at once instead of spinning out its wait, and the next call is exact."""
