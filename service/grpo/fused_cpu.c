@@ -16,6 +16,7 @@
  *   TRL:  loss_type grpo/bnpo/dr_grpo/dapo, token or sequence importance sampling, delta, beta with or
  *         without use_bias_correction_kl.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep under a strict -std= too */
 #include <math.h>
 #include <sched.h>
 #include <stdatomic.h>
