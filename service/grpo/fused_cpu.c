@@ -521,7 +521,7 @@ int referee_nstats(void) { return NSTATS; }
  * whoever drops the last reference (the caller and each pool thread hold one). */
 
 enum { PHASE_SCAN = 0, PHASE_ROWS = 1, PHASE_ABORT = 2 };
-enum { SCAN_CHUNK = 16, ROWS_CHUNK = 4 };
+enum { SCAN_CHUNK_MAX = 16, ROWS_CHUNK_MAX = 4 };
 #define WAIT_SPIN_NS 300000LL    /* a pool thread spins this long for the rows phase, then sleeps in steps */
 #define WAIT_GIVE_UP_NS 20000000LL
 
@@ -536,6 +536,7 @@ typedef struct {
     int64_t adv_cols;
     float *grad;
     double *stats;
+    int64_t scan_chunk, rows_chunk; /* rows taken at a time */
     _Atomic int64_t scan_next, scan_done, rows_next, rows_done;
     _Atomic int32_t phase;
     _Atomic int32_t refs;
@@ -570,9 +571,9 @@ static void call_release(Call *c) {
 /* Chunks of the scan until none is left to take. */
 static void call_scan_chunks(Call *c) {
     for (;;) {
-        int64_t r0 = atomic_fetch_add_explicit(&c->scan_next, SCAN_CHUNK, memory_order_relaxed);
+        int64_t r0 = atomic_fetch_add_explicit(&c->scan_next, c->scan_chunk, memory_order_relaxed);
         if (r0 >= c->B) return;
-        int64_t r1 = r0 + SCAN_CHUNK < c->B ? r0 + SCAN_CHUNK : c->B;
+        int64_t r1 = r0 + c->scan_chunk < c->B ? r0 + c->scan_chunk : c->B;
         referee_row_info(c->mask + r0 * c->T, r1 - r0, c->T, c->n + r0, c->first + r0, c->last + r0);
         atomic_fetch_add_explicit(&c->scan_done, r1 - r0, memory_order_release);
     }
@@ -581,9 +582,9 @@ static void call_scan_chunks(Call *c) {
 /* Chunks of the loss rows until none is left to take (the phase is open: its arguments are visible). */
 static void call_row_chunks(Call *c) {
     for (;;) {
-        int64_t r0 = atomic_fetch_add_explicit(&c->rows_next, ROWS_CHUNK, memory_order_relaxed);
+        int64_t r0 = atomic_fetch_add_explicit(&c->rows_next, c->rows_chunk, memory_order_relaxed);
         if (r0 >= c->B) return;
-        int64_t r1 = r0 + ROWS_CHUNK < c->B ? r0 + ROWS_CHUNK : c->B;
+        int64_t r1 = r0 + c->rows_chunk < c->B ? r0 + c->rows_chunk : c->B;
         referee_fused_rows(c->p, r0, r1, c->T, c->lp, c->old, c->ref, c->adv, c->adv_cols, c->mask, c->n, c->first,
                            c->last, c->c_pg, c->c_kl, c->grad, c->stats);
         atomic_fetch_add_explicit(&c->rows_done, r1 - r0, memory_order_release);
@@ -597,6 +598,11 @@ Call *referee_call_new(const uint8_t *mask, int64_t B, int64_t T, int64_t *n, in
     Call *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->mask = mask; c->B = B; c->T = T; c->n = n; c->first = first; c->last = last;
+    /* at least ~16 chunks a thread, so that ragged rows and a late thread even out; fewer rows a chunk for a
+     * batch of few long rows */
+    const int64_t per = B / (16 * (int64_t)(workers + 1));
+    c->scan_chunk = per < 1 ? 1 : (per > SCAN_CHUNK_MAX ? SCAN_CHUNK_MAX : per);
+    c->rows_chunk = per < 1 ? 1 : (per > ROWS_CHUNK_MAX ? ROWS_CHUNK_MAX : per);
     atomic_init(&c->phase, PHASE_SCAN);
     atomic_init(&c->refs, 1 + workers);
     return c;

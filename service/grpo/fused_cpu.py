@@ -275,8 +275,11 @@ class FusedRun:
         self._call: int | None = call
         if workers:
             pool = _executor(workers)
-            for _ in range(workers):  # ctypes drops the GIL for the call: the threads run in C
-                pool.submit(lib.referee_call_work, call)
+            try:
+                for _ in range(workers):  # ctypes drops the GIL for the call: the threads run in C
+                    pool.submit(lib.referee_call_work, call)
+            except RuntimeError:  # the interpreter is shutting down: this thread does every chunk
+                log.debug("no pool threads for the fused GRPO kernel; running on the caller's thread")
         lib.referee_call_scan(call)
 
     def row_counts(self) -> torch.Tensor:
