@@ -525,6 +525,12 @@ enum { SCAN_CHUNK_MAX = 16, ROWS_CHUNK_MAX = 4 };
 #define WAIT_SPIN_NS 300000LL    /* a pool thread spins this long for the rows phase, then sleeps in steps */
 #define WAIT_GIVE_UP_NS 20000000LL
 
+/* One phase's work: rows [0, B) taken `chunk` at a time from `next`; `done` counts the rows finished. */
+typedef struct {
+    _Atomic int64_t next, done;
+    int64_t chunk;
+} Phase;
+
 typedef struct {
     /* scan */
     const uint8_t *mask;
@@ -536,8 +542,7 @@ typedef struct {
     int64_t adv_cols;
     float *grad;
     double *stats;
-    int64_t scan_chunk, rows_chunk; /* rows taken at a time */
-    _Atomic int64_t scan_next, scan_done, rows_next, rows_done;
+    Phase scan, rows;
     _Atomic int32_t phase;
     _Atomic int32_t refs;
 } Call;
@@ -568,27 +573,30 @@ static void call_release(Call *c) {
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) free(c);
 }
 
-/* Chunks of the scan until none is left to take. */
-static void call_scan_chunks(Call *c) {
+static void scan_rows(Call *c, int64_t r0, int64_t r1) {
+    referee_row_info(c->mask + r0 * c->T, r1 - r0, c->T, c->n + r0, c->first + r0, c->last + r0);
+}
+
+/* (the rows phase is open: its arguments are visible) */
+static void loss_rows(Call *c, int64_t r0, int64_t r1) {
+    referee_fused_rows(c->p, r0, r1, c->T, c->lp, c->old, c->ref, c->adv, c->adv_cols, c->mask, c->n, c->first,
+                       c->last, c->c_pg, c->c_kl, c->grad, c->stats);
+}
+
+/* Chunks of a phase until none is left to take. */
+static void take_chunks(Call *c, Phase *ph, void (*work)(Call *, int64_t, int64_t)) {
     for (;;) {
-        int64_t r0 = atomic_fetch_add_explicit(&c->scan_next, c->scan_chunk, memory_order_relaxed);
+        int64_t r0 = atomic_fetch_add_explicit(&ph->next, ph->chunk, memory_order_relaxed);
         if (r0 >= c->B) return;
-        int64_t r1 = r0 + c->scan_chunk < c->B ? r0 + c->scan_chunk : c->B;
-        referee_row_info(c->mask + r0 * c->T, r1 - r0, c->T, c->n + r0, c->first + r0, c->last + r0);
-        atomic_fetch_add_explicit(&c->scan_done, r1 - r0, memory_order_release);
+        int64_t r1 = r0 + ph->chunk < c->B ? r0 + ph->chunk : c->B;
+        work(c, r0, r1);
+        atomic_fetch_add_explicit(&ph->done, r1 - r0, memory_order_release);
     }
 }
 
-/* Chunks of the loss rows until none is left to take (the phase is open: its arguments are visible). */
-static void call_row_chunks(Call *c) {
-    for (;;) {
-        int64_t r0 = atomic_fetch_add_explicit(&c->rows_next, c->rows_chunk, memory_order_relaxed);
-        if (r0 >= c->B) return;
-        int64_t r1 = r0 + c->rows_chunk < c->B ? r0 + c->rows_chunk : c->B;
-        referee_fused_rows(c->p, r0, r1, c->T, c->lp, c->old, c->ref, c->adv, c->adv_cols, c->mask, c->n, c->first,
-                           c->last, c->c_pg, c->c_kl, c->grad, c->stats);
-        atomic_fetch_add_explicit(&c->rows_done, r1 - r0, memory_order_release);
-    }
+/* Until every chunk of a phase taken by any thread is done. */
+static void wait_done(const Call *c, Phase *ph) {
+    while (atomic_load_explicit(&ph->done, memory_order_acquire) < c->B) wait_step();
 }
 
 /* A new call over `mask` (B x T) writing counts and spans into n, first, last; `workers` pool threads will
@@ -601,8 +609,8 @@ Call *referee_call_new(const uint8_t *mask, int64_t B, int64_t T, int64_t *n, in
     /* at least ~16 chunks a thread, so that ragged rows and a late thread even out; fewer rows a chunk for a
      * batch of few long rows */
     const int64_t per = B / (16 * (int64_t)(workers + 1));
-    c->scan_chunk = per < 1 ? 1 : (per > SCAN_CHUNK_MAX ? SCAN_CHUNK_MAX : per);
-    c->rows_chunk = per < 1 ? 1 : (per > ROWS_CHUNK_MAX ? ROWS_CHUNK_MAX : per);
+    c->scan.chunk = per < 1 ? 1 : (per > SCAN_CHUNK_MAX ? SCAN_CHUNK_MAX : per);
+    c->rows.chunk = per < 1 ? 1 : (per > ROWS_CHUNK_MAX ? ROWS_CHUNK_MAX : per);
     atomic_init(&c->phase, PHASE_SCAN);
     atomic_init(&c->refs, 1 + workers);
     return c;
@@ -610,7 +618,7 @@ Call *referee_call_new(const uint8_t *mask, int64_t B, int64_t T, int64_t *n, in
 
 /* A pool thread's part: scan chunks, wait for the rows phase (or give up), row chunks, drop its reference. */
 void referee_call_work(Call *c) {
-    call_scan_chunks(c);
+    take_chunks(c, &c->scan, scan_rows);
     int64_t start = now_ns();
     int32_t ph;
     while ((ph = atomic_load_explicit(&c->phase, memory_order_acquire)) == PHASE_SCAN) {
@@ -623,14 +631,14 @@ void referee_call_work(Call *c) {
             nanosleep(&ts, NULL);
         }
     }
-    if (ph == PHASE_ROWS) call_row_chunks(c);
+    if (ph == PHASE_ROWS) take_chunks(c, &c->rows, loss_rows);
     call_release(c);
 }
 
 /* The caller's scan: its own chunks, then until every taken chunk is done. */
 void referee_call_scan(Call *c) {
-    call_scan_chunks(c);
-    while (atomic_load_explicit(&c->scan_done, memory_order_acquire) < c->B) wait_step();
+    take_chunks(c, &c->scan, scan_rows);
+    wait_done(c, &c->scan);
 }
 
 /* The caller's rows: publish the arguments, open the phase, do chunks, wait for every taken chunk, and drop
@@ -641,8 +649,8 @@ void referee_call_rows(Call *c, const Params *p, const float *lp, const float *o
     c->p = p; c->lp = lp; c->old = old; c->ref = ref; c->adv = adv; c->adv_cols = adv_cols;
     c->c_pg = c_pg; c->c_kl = c_kl; c->grad = grad; c->stats = stats;
     atomic_store_explicit(&c->phase, PHASE_ROWS, memory_order_release);
-    call_row_chunks(c);
-    while (atomic_load_explicit(&c->rows_done, memory_order_acquire) < c->B) wait_step();
+    take_chunks(c, &c->rows, loss_rows);
+    wait_done(c, &c->rows);
     call_release(c);
 }
 

@@ -142,8 +142,6 @@ def library() -> ctypes.CDLL | None:
             log.warning("building the fused GRPO kernel in %s failed: %s %s", base, e, err.decode()[-500:])
     else:
         return None
-    lib.referee_row_info.restype = None
-    lib.referee_fused_rows.restype = None
     lib.referee_call_new.restype = ctypes.c_void_p
     lib.referee_call_new.argtypes = [
         ctypes.c_void_p,
